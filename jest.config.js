@@ -1,19 +1,16 @@
 // One jest run for every workspace. Tests are TypeScript compiled by ts-jest as native ESM
 // (the Kubernetes client is ESM-only), so jest runs with --experimental-vm-modules.
-const tsJest = {
-  '^.+\\.ts$': ['ts-jest', { useESM: true, isolatedModules: true }],
-};
-const common = {
+const project = (name, extra = {}) => ({
+  displayName: name,
+  roots: [`<rootDir>/${name}/test`],
   extensionsToTreatAsEsm: ['.ts'],
-  transform: tsJest,
+  transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: `<rootDir>/${name}/tsconfig.json` }] },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testEnvironment: 'node',
-};
+  ...extra,
+});
 
 /** @type {import('jest').Config} */
 export default {
-  projects: [
-    { ...common, displayName: 'operator', roots: ['<rootDir>/operator/test'] },
-    { ...common, displayName: 'room-image', roots: ['<rootDir>/room-image/test'] },
-  ],
+  projects: [project('operator'), project('room-image')],
 };

@@ -1,0 +1,74 @@
+import type { V1Condition, V1ObjectMeta, V1ResourceRequirements } from '@kubernetes/client-node';
+export declare const GROUP = "streamroom.dev";
+export declare const VERSION = "v1alpha1";
+export declare const API_VERSION = "streamroom.dev/v1alpha1";
+export declare const KIND = "StreamRoom";
+export declare const PLURAL = "streamrooms";
+export type ExposeType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'Ingress';
+export interface IceServerSpec {
+    urls: string[];
+    username?: string;
+    credentialSecretRef?: {
+        name: string;
+        key: string;
+    };
+}
+export interface StreamRoomSpec {
+    title?: string;
+    image?: string;
+    private?: boolean;
+    replicas?: {
+        min?: number;
+        max?: number;
+    };
+    autoscaling?: {
+        targetCPUUtilizationPercentage?: number;
+        scaleDownStabilizationWindowSeconds?: number;
+    };
+    resources?: V1ResourceRequirements;
+    expose?: {
+        type?: ExposeType;
+        port?: number;
+        nodePort?: number;
+        host?: string;
+        ingressClassName?: string;
+        tlsSecretName?: string;
+    };
+    chat?: {
+        enabled?: boolean;
+        historySize?: number;
+        maxMessageLength?: number;
+        messagesPerMinute?: number;
+    };
+    maxViewers?: number;
+    iceServers?: IceServerSpec[];
+    suspend?: boolean;
+}
+export type Phase = 'Pending' | 'Provisioning' | 'Ready' | 'Degraded' | 'Suspended' | 'Failed';
+export interface StreamRoomStatus {
+    phase?: Phase;
+    url?: string;
+    keysSecretName?: string;
+    replicas?: number;
+    readyReplicas?: number;
+    ready?: string;
+    observedGeneration?: number;
+    conditions?: V1Condition[];
+}
+export interface StreamRoom {
+    apiVersion: typeof API_VERSION;
+    kind: typeof KIND;
+    metadata: V1ObjectMeta & {
+        name: string;
+        namespace: string;
+    };
+    spec: StreamRoomSpec;
+    status?: StreamRoomStatus;
+}
+/** A room's key for the work queue and logs: namespace/name. */
+export declare function roomKey(room: {
+    metadata: {
+        namespace?: string;
+        name?: string;
+    };
+}): string;

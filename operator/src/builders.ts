@@ -1,0 +1,321 @@
+// Pure functions: a StreamRoom in, the Kubernetes objects it wants out. No I/O here.
+import type {
+  KubernetesObject,
+  V1Deployment,
+  V1EnvVar,
+  V1Ingress,
+  V1OwnerReference,
+  V1Secret,
+  V1Service,
+  V2HorizontalPodAutoscaler,
+} from '@kubernetes/client-node';
+import { resolveSpec, type ResolvedSpec } from './defaults.js';
+import { API_VERSION, KIND, type StreamRoom } from './types.js';
+
+/** The one field manager the operator applies with. */
+export const FIELD_MANAGER = 'streamroom-operator';
+/** Port the room server listens on inside its container. */
+export const ROOM_CONTAINER_PORT = 8080;
+/** Grace period the room pods get on shutdown; the room server exits well within it. */
+export const TERMINATION_GRACE_SECONDS = 30;
+export const ROOM_SHUTDOWN_TIMEOUT_SECONDS = 20;
+export const BROADCASTER_KEY = 'broadcasterKey';
+export const VIEWER_KEY = 'viewerKey';
+
+export interface BuildOptions {
+  /** Room image used when the StreamRoom does not name one. */
+  defaultImage: string;
+}
+
+export function keysSecretName(roomName: string): string {
+  return `${roomName}-keys`;
+}
+
+/** Labels that select a room's pods; they never change over the room's life. */
+export function selectorLabels(room: StreamRoom): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'streamroom',
+    'app.kubernetes.io/instance': room.metadata.name,
+  };
+}
+
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'streamroom-operator';
+
+/** The recommended app.kubernetes.io labels for every child of a room. */
+export function roomLabels(room: StreamRoom, image?: string): Record<string, string> {
+  const labels: Record<string, string> = {
+    ...selectorLabels(room),
+    'app.kubernetes.io/component': 'room',
+    'app.kubernetes.io/part-of': 'streamroom',
+    [MANAGED_BY_LABEL]: MANAGED_BY,
+  };
+  const version = image ? imageTag(image) : undefined;
+  if (version) labels['app.kubernetes.io/version'] = version;
+  return labels;
+}
+
+/** The tag of an image reference when it is a valid label value (digests and odd tags are skipped). */
+export function imageTag(image: string): string | undefined {
+  const withoutDigest = image.split('@')[0] ?? '';
+  const lastSlash = withoutDigest.lastIndexOf('/');
+  const colon = withoutDigest.indexOf(':', lastSlash + 1);
+  if (colon < 0) return undefined;
+  const tag = withoutDigest.slice(colon + 1);
+  return /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/.test(tag) ? tag : undefined;
+}
+
+export function ownerReference(room: StreamRoom): V1OwnerReference {
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: room.metadata.name,
+    uid: room.metadata.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function childMeta(room: StreamRoom, name: string, image?: string) {
+  return {
+    name,
+    namespace: room.metadata.namespace,
+    labels: roomLabels(room, image),
+    ownerReferences: [ownerReference(room)],
+  };
+}
+
+function secretEnv(name: string, secret: string, key: string, optional = false): V1EnvVar {
+  return { name, valueFrom: { secretKeyRef: { name: secret, key, ...(optional ? { optional } : {}) } } };
+}
+
+/** Environment of the room server container: the contract between operator and room image. */
+export function roomEnv(room: StreamRoom, spec: ResolvedSpec): V1EnvVar[] {
+  const secret = keysSecretName(room.metadata.name);
+  const env: V1EnvVar[] = [
+    { name: 'PORT', value: String(ROOM_CONTAINER_PORT) },
+    { name: 'ROOM_NAME', value: room.metadata.name },
+    { name: 'ROOM_NAMESPACE', value: room.metadata.namespace },
+    { name: 'ROOM_TITLE', value: spec.title },
+    secretEnv('ROOM_BROADCASTER_KEY', secret, BROADCASTER_KEY),
+  ];
+  if (spec.private) env.push(secretEnv('ROOM_VIEWER_KEY', secret, VIEWER_KEY));
+  env.push(
+    { name: 'ROOM_MAX_VIEWERS', value: String(spec.maxViewers) },
+    { name: 'CHAT_ENABLED', value: String(spec.chat.enabled) },
+    { name: 'CHAT_HISTORY_SIZE', value: String(spec.chat.historySize) },
+    { name: 'CHAT_MAX_MESSAGE_LENGTH', value: String(spec.chat.maxMessageLength) },
+    { name: 'CHAT_MESSAGES_PER_MINUTE', value: String(spec.chat.messagesPerMinute) },
+    {
+      name: 'ICE_SERVERS',
+      value: JSON.stringify(
+        spec.iceServers.map((s) => ({ urls: s.urls, ...(s.username ? { username: s.username } : {}) })),
+      ),
+    },
+  );
+  spec.iceServers.forEach((s, i) => {
+    if (s.credentialSecretRef) {
+      env.push(secretEnv(`ICE_SERVER_${i}_CREDENTIAL`, s.credentialSecretRef.name, s.credentialSecretRef.key));
+    }
+  });
+  env.push({ name: 'SHUTDOWN_TIMEOUT_SECONDS', value: String(ROOM_SHUTDOWN_TIMEOUT_SECONDS) });
+  return env;
+}
+
+export function buildDeployment(room: StreamRoom, spec: ResolvedSpec): V1Deployment {
+  const labels = roomLabels(room, spec.image);
+  const deployment: V1Deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: childMeta(room, room.metadata.name, spec.image),
+    spec: {
+      // Without suspend the HPA owns the replica count, so it is left out of what the operator applies.
+      ...(spec.suspend ? { replicas: 0 } : {}),
+      selector: { matchLabels: selectorLabels(room) },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: { labels },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 1000,
+            runAsGroup: 1000,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'room',
+              image: spec.image,
+              ports: [{ name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' }],
+              env: roomEnv(room, spec),
+              resources: spec.resources,
+              readinessProbe: {
+                httpGet: { path: '/readyz', port: 'http' },
+                periodSeconds: 5,
+                failureThreshold: 2,
+              },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 10,
+                failureThreshold: 3,
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            },
+          ],
+          volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+        },
+      },
+    },
+  };
+  return deployment;
+}
+
+export function buildService(room: StreamRoom, spec: ResolvedSpec): V1Service {
+  const type = spec.expose.type === 'Ingress' ? 'ClusterIP' : spec.expose.type;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: childMeta(room, room.metadata.name, spec.image),
+    spec: {
+      type,
+      selector: selectorLabels(room),
+      ports: [
+        {
+          name: 'http',
+          port: spec.expose.port,
+          targetPort: 'http',
+          protocol: 'TCP',
+          ...(type === 'NodePort' && spec.expose.nodePort ? { nodePort: spec.expose.nodePort } : {}),
+        },
+      ],
+      // socket.io's long-polling fallback needs every request of one client to reach one replica.
+      sessionAffinity: 'ClientIP',
+    },
+  };
+}
+
+export function buildHpa(room: StreamRoom, spec: ResolvedSpec): V2HorizontalPodAutoscaler {
+  return {
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
+    metadata: childMeta(room, room.metadata.name, spec.image),
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: room.metadata.name },
+      minReplicas: spec.replicas.min,
+      maxReplicas: spec.replicas.max,
+      metrics: [
+        {
+          type: 'Resource',
+          resource: {
+            name: 'cpu',
+            target: { type: 'Utilization', averageUtilization: spec.autoscaling.targetCPUUtilizationPercentage },
+          },
+        },
+      ],
+      behavior: {
+        scaleDown: { stabilizationWindowSeconds: spec.autoscaling.scaleDownStabilizationWindowSeconds },
+      },
+    },
+  };
+}
+
+export function buildIngress(room: StreamRoom, spec: ResolvedSpec): V1Ingress {
+  const host = spec.expose.host ?? '';
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'Ingress',
+    metadata: childMeta(room, room.metadata.name, spec.image),
+    spec: {
+      ...(spec.expose.ingressClassName ? { ingressClassName: spec.expose.ingressClassName } : {}),
+      ...(spec.expose.tlsSecretName ? { tls: [{ hosts: [host], secretName: spec.expose.tlsSecretName }] } : {}),
+      rules: [
+        {
+          host,
+          http: {
+            paths: [
+              {
+                path: '/',
+                pathType: 'Prefix',
+                backend: { service: { name: room.metadata.name, port: { number: spec.expose.port } } },
+              },
+            ],
+          },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * The room's Secret: its broadcaster key and, for a private room, its viewer key. Keys that already exist
+ * are kept as they are (never rotated by a reconcile); only missing ones are generated.
+ */
+export function buildKeysSecret(
+  room: StreamRoom,
+  spec: ResolvedSpec,
+  existing: V1Secret | undefined,
+  generateKey: () => string,
+): V1Secret {
+  const data: Record<string, string> = {};
+  const keep = (key: string) => {
+    const current = existing?.data?.[key];
+    data[key] = current ? current : Buffer.from(generateKey()).toString('base64');
+  };
+  keep(BROADCASTER_KEY);
+  if (spec.private || existing?.data?.[VIEWER_KEY]) keep(VIEWER_KEY);
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: childMeta(room, keysSecretName(room.metadata.name)),
+    type: 'Opaque',
+    data,
+  };
+}
+
+export type ChildKind = 'Secret' | 'Deployment' | 'Service' | 'HorizontalPodAutoscaler' | 'Ingress';
+
+/** Every kind of child a room can own, in the order they are applied. */
+export const CHILD_KINDS: readonly ChildKind[] = [
+  'Secret',
+  'Deployment',
+  'Service',
+  'HorizontalPodAutoscaler',
+  'Ingress',
+];
+
+export interface DesiredChildren {
+  spec: ResolvedSpec;
+  /** Objects to apply, in order. */
+  apply: KubernetesObject[];
+  /** Kinds of child this room must not have (they are deleted when present). */
+  absent: ChildKind[];
+}
+
+/** Everything a room wants, given its existing Secret (whose keys are kept). */
+export function desiredChildren(
+  room: StreamRoom,
+  options: BuildOptions,
+  existingSecret: V1Secret | undefined,
+  generateKey: () => string,
+): DesiredChildren {
+  const spec = resolveSpec(room, options.defaultImage);
+  const apply: KubernetesObject[] = [
+    buildKeysSecret(room, spec, existingSecret, generateKey),
+    buildDeployment(room, spec),
+    buildService(room, spec),
+  ];
+  const absent: ChildKind[] = [];
+  if (spec.suspend) absent.push('HorizontalPodAutoscaler');
+  else apply.push(buildHpa(room, spec));
+  if (spec.expose.type === 'Ingress') apply.push(buildIngress(room, spec));
+  else absent.push('Ingress');
+  return { spec, apply, absent };
+}

@@ -1,0 +1,94 @@
+// Operator configuration from command-line flags, then environment variables, then defaults.
+import { parseArgs } from 'node:util';
+import type { LogLevel } from './log.js';
+
+export interface OperatorConfig {
+  /** Room image for StreamRooms that do not name one. */
+  defaultImage: string;
+  /** Namespaces to watch; empty means all. */
+  namespaces: string[];
+  workers: number;
+  logLevel: LogLevel;
+  /** Every room is reconciled at least this often, even when nothing changes. */
+  resyncPeriodSeconds: number;
+  /** A watch that delivers nothing for this long is replaced by a fresh list and watch. */
+  watchIdleTimeoutSeconds: number;
+  clusterDomain: string;
+  /** Address used in NodePort URLs instead of a node's own address (e.g. a port-forwarded host). */
+  nodeAddress?: string;
+  /** host:port of the health and metrics endpoint; empty disables it. */
+  healthAddress: string;
+  /** Path of a kubeconfig; when empty the usual lookup ($KUBECONFIG, ~/.kube/config, in-cluster). */
+  kubeconfig?: string;
+}
+
+export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
+
+const FLAGS = {
+  'default-image': { env: 'STREAMROOM_DEFAULT_IMAGE', help: `room image when a StreamRoom names none (${DEFAULT_ROOM_IMAGE})` },
+  namespaces: { env: 'STREAMROOM_NAMESPACES', help: 'comma-separated namespaces to watch (default: all)' },
+  workers: { env: 'STREAMROOM_WORKERS', help: 'rooms reconciled in parallel (4)' },
+  'log-level': { env: 'STREAMROOM_LOG_LEVEL', help: 'debug, info, warn or error (info)' },
+  'resync-period': { env: 'STREAMROOM_RESYNC_PERIOD', help: 'seconds between full resyncs (600)' },
+  'watch-idle-timeout': { env: 'STREAMROOM_WATCH_IDLE_TIMEOUT', help: 'seconds of watch silence before a relist (300)' },
+  'cluster-domain': { env: 'STREAMROOM_CLUSTER_DOMAIN', help: 'cluster DNS domain for ClusterIP URLs (cluster.local)' },
+  'node-address': { env: 'STREAMROOM_NODE_ADDRESS', help: 'address for NodePort URLs (default: a ready node)' },
+  'health-address': { env: 'STREAMROOM_HEALTH_ADDRESS', help: 'host:port for /healthz, /readyz, /metrics (0.0.0.0:8081; empty: off)' },
+  kubeconfig: { env: 'KUBECONFIG', help: 'kubeconfig path (default: $KUBECONFIG, ~/.kube/config or in-cluster)' },
+} as const;
+
+type Flag = keyof typeof FLAGS;
+
+export function usage(): string {
+  return [
+    'Usage: streamroom-operator [flags]',
+    '',
+    ...Object.entries(FLAGS).map(([f, { env, help }]) => `  --${f.padEnd(20)} ${help} [env ${env}]`),
+  ].join('\n');
+}
+
+function integer(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < min || n > max) {
+    throw new Error(`--${name} must be a whole number from ${min} to ${max}, got "${text}"`);
+  }
+  return n;
+}
+
+const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/** Parses flags and environment; throws an Error with a clear message on bad input. */
+export function loadConfig(argv: string[], env: Record<string, string | undefined>): OperatorConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const get = (f: Flag): string | undefined => (values[f] as string | undefined) ?? env[FLAGS[f].env];
+  const logLevel = (get('log-level') ?? 'info') as LogLevel;
+  if (!LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LEVELS.join(', ')}, got "${logLevel}"`);
+  const namespaces = (get('namespaces') ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  for (const ns of namespaces) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) {
+      throw new Error(`--namespaces: "${ns}" is not a valid namespace name`);
+    }
+  }
+  const nodeAddress = get('node-address');
+  const kubeconfig = get('kubeconfig');
+  return {
+    defaultImage: get('default-image') || DEFAULT_ROOM_IMAGE,
+    namespaces,
+    workers: integer('workers', get('workers') ?? '4', 1, 64),
+    logLevel,
+    resyncPeriodSeconds: integer('resync-period', get('resync-period') ?? '600', 1, 86_400),
+    watchIdleTimeoutSeconds: integer('watch-idle-timeout', get('watch-idle-timeout') ?? '300', 1, 86_400),
+    clusterDomain: get('cluster-domain') || 'cluster.local',
+    healthAddress: get('health-address') ?? '0.0.0.0:8081',
+    ...(nodeAddress ? { nodeAddress } : {}),
+    ...(kubeconfig ? { kubeconfig } : {}),
+  };
+}

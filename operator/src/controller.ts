@@ -1,0 +1,321 @@
+// The level-triggered reconcile loop: informers keep caches of rooms and their children, every change
+// enqueues the room it concerns, and workers bring each room's children and status to what it wants.
+import { randomBytes } from 'node:crypto';
+import type { KubeConfig, KubernetesObject, V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
+import {
+  CHILD_KINDS,
+  MANAGED_BY,
+  MANAGED_BY_LABEL,
+  desiredChildren,
+  keysSecretName,
+  type ChildKind,
+} from './builders.js';
+import type { OperatorConfig } from './config.js';
+import { needsApply, withHash } from './diff.js';
+import { ResilientInformer } from './informer.js';
+import { collectionPath, KubeClient, type KindInfo } from './kube.js';
+import { errorMessage, type Logger } from './log.js';
+import { computeStatus, statusChanged } from './status.js';
+import { WorkQueue } from './workqueue.js';
+import { API_VERSION, KIND, PLURAL, roomKey, type StreamRoom } from './types.js';
+
+const ROOM: KindInfo = { apiVersion: API_VERSION, kind: KIND, plural: PLURAL };
+const CHILDREN: Record<ChildKind, KindInfo> = {
+  Secret: { apiVersion: 'v1', kind: 'Secret', plural: 'secrets' },
+  Deployment: { apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' },
+  Service: { apiVersion: 'v1', kind: 'Service', plural: 'services' },
+  HorizontalPodAutoscaler: {
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
+    plural: 'horizontalpodautoscalers',
+  },
+  Ingress: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', plural: 'ingresses' },
+};
+
+/** A reconcile failure with a reason for the room's conditions. */
+export class ReconcileError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One cache per kind, made of one informer per watched namespace (or one for all). */
+class KindCache<T extends KubernetesObject> {
+  readonly informers = new Map<string, ResilientInformer<T>>();
+
+  constructor(kc: KubeConfig, kube: KubeClient, kind: KindInfo, namespaces: string[], labelSelector: string | undefined, cfg: OperatorConfig, log: Logger) {
+    for (const ns of namespaces.length ? namespaces : ['']) {
+      const informer = new ResilientInformer<T>(
+        kc,
+        collectionPath(kind, ns || undefined),
+        () => kube.list<T>(kind, ns || undefined, labelSelector),
+        labelSelector,
+        { idleTimeoutMs: cfg.watchIdleTimeoutSeconds * 1000, log, name: `${kind.kind}${ns ? `/${ns}` : ''}` },
+      );
+      this.informers.set(ns, informer);
+    }
+  }
+
+  private informerFor(namespace: string): ResilientInformer<T> | undefined {
+    return this.informers.get(namespace) ?? this.informers.get('');
+  }
+
+  get(name: string, namespace: string): T | undefined {
+    return this.informerFor(namespace)?.get(name, namespace);
+  }
+
+  list(): T[] {
+    return [...this.informers.values()].flatMap((i) => i.list());
+  }
+
+  on(verb: 'add' | 'update' | 'delete', handler: (obj: T) => void): void {
+    this.informers.forEach((i) => i.on(verb, handler));
+  }
+
+  start(): void {
+    this.informers.forEach((i) => i.start());
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+  }
+
+  waitForSync(): Promise<void> {
+    return Promise.all([...this.informers.values()].map((i) => i.waitForSync())).then(() => undefined);
+  }
+
+  get restarts(): number {
+    return [...this.informers.values()].reduce((n, i) => n + i.restarts + i.relists, 0);
+  }
+}
+
+function controllerOf(obj: KubernetesObject): { kind: string; name: string; uid: string } | undefined {
+  return obj.metadata?.ownerReferences?.find((r) => r.controller && r.apiVersion === API_VERSION && r.kind === KIND);
+}
+
+function ownedBy(obj: KubernetesObject, room: StreamRoom): boolean {
+  return controllerOf(obj)?.uid === room.metadata.uid;
+}
+
+export interface ControllerStats {
+  reconciles: number;
+  reconcileErrors: number;
+}
+
+export class Controller {
+  readonly kube: KubeClient;
+  readonly queue: WorkQueue;
+  readonly stats: ControllerStats = { reconciles: 0, reconcileErrors: 0 };
+  private readonly rooms: KindCache<StreamRoom>;
+  private readonly children: Record<ChildKind, KindCache<KubernetesObject>>;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  /** The last warning recorded per room, so a failing room does not fill the Event list. */
+  private readonly lastWarning = new Map<string, string>();
+  private started = false;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly config: OperatorConfig,
+    private readonly log: Logger,
+  ) {
+    this.kube = new KubeClient(kc);
+    this.rooms = new KindCache<StreamRoom>(kc, this.kube, ROOM, config.namespaces, undefined, config, log);
+    const selector = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
+    this.children = Object.fromEntries(
+      CHILD_KINDS.map((k) => [k, new KindCache(kc, this.kube, CHILDREN[k], config.namespaces, selector, config, log)]),
+    ) as Record<ChildKind, KindCache<KubernetesObject>>;
+    this.queue = new WorkQueue({
+      workers: config.workers,
+      handler: (key) => this.reconcile(key),
+      onError: (key, err, retryInMs) =>
+        this.log.warn('reconcile failed', { room: key, error: errorMessage(err), retryInMs }),
+    });
+
+    const enqueueRoom = (room: StreamRoom) => this.queue.add(roomKey(room));
+    this.rooms.on('add', enqueueRoom);
+    this.rooms.on('update', enqueueRoom);
+    this.rooms.on('delete', (room) => this.lastWarning.delete(roomKey(room)));
+    const enqueueOwner = (obj: KubernetesObject) => {
+      const owner = controllerOf(obj);
+      if (owner) this.queue.add(`${obj.metadata?.namespace ?? ''}/${owner.name}`);
+    };
+    for (const cache of Object.values(this.children)) {
+      cache.on('add', enqueueOwner);
+      cache.on('update', enqueueOwner);
+      cache.on('delete', enqueueOwner);
+    }
+  }
+
+  /** Starts the informers, waits for their first list, then starts the workers and the periodic resync. */
+  async start(): Promise<void> {
+    const caches = [this.rooms, ...Object.values(this.children)];
+    caches.forEach((c) => c.start());
+    await Promise.all(caches.map((c) => c.waitForSync()));
+    this.queue.start();
+    this.started = true;
+    this.resyncTimer = setInterval(() => this.resync(), this.config.resyncPeriodSeconds * 1000);
+    this.resyncTimer.unref();
+    this.log.info('operator started', {
+      namespaces: this.config.namespaces.length ? this.config.namespaces : 'all',
+      workers: this.config.workers,
+      rooms: this.rooms.list().length,
+    });
+  }
+
+  get ready(): boolean {
+    return this.started;
+  }
+
+  get informerRestarts(): number {
+    return [this.rooms, ...Object.values(this.children)].reduce((n, c) => n + c.restarts, 0);
+  }
+
+  /** Enqueues every known room (level-triggered: a periodic full pass repairs anything missed). */
+  resync(): void {
+    for (const room of this.rooms.list()) this.queue.add(roomKey(room));
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    await this.queue.shutdown();
+    await Promise.all([this.rooms, ...Object.values(this.children)].map((c) => c.stop()));
+    this.log.info('operator stopped');
+  }
+
+  /** Brings one room's children and status to what the room wants. Throws to be retried with backoff. */
+  async reconcile(key: string): Promise<void> {
+    const slash = key.indexOf('/');
+    const namespace = key.slice(0, slash);
+    const name = key.slice(slash + 1);
+    const room = this.rooms.get(name, namespace);
+    if (!room || room.metadata.deletionTimestamp) return; // owned children go with the garbage collector
+    this.stats.reconciles++;
+    const log = this.log;
+    let spec;
+    const observed: { Deployment?: V1Deployment; Service?: V1Service } = {};
+    try {
+      const secretName = keysSecretName(name);
+      const cachedSecret = this.children.Secret.get(secretName, namespace) as V1Secret | undefined;
+      const existingSecret = cachedSecret && ownedBy(cachedSecret, room) ? cachedSecret : undefined;
+      const desired = desiredChildren(room, { defaultImage: this.config.defaultImage }, existingSecret, () =>
+        randomBytes(24).toString('base64url'),
+      );
+      spec = desired.spec;
+      for (const obj of desired.apply) {
+        const kind = obj.kind as ChildKind;
+        const actual = await this.ownedChild(room, kind, obj);
+        const target = withHash(obj);
+        let current = actual;
+        if (needsApply(target, actual)) {
+          current = await this.kube.apply(target);
+          log.info(actual ? 'updated child' : 'created child', { room: key, kind, name: obj.metadata?.name });
+          await this.record(room, 'Normal', actual ? 'Updated' : 'Created', `${actual ? 'Updated' : 'Created'} ${kind} ${obj.metadata?.name}`);
+        }
+        if (kind === 'Deployment') observed.Deployment = current as V1Deployment;
+        if (kind === 'Service') observed.Service = current as V1Service;
+      }
+      for (const kind of desired.absent) {
+        const actual = this.children[kind].get(name, namespace);
+        if (actual && ownedBy(actual, room)) {
+          await this.kube.delete({ ...actual, apiVersion: CHILDREN[kind].apiVersion, kind });
+          log.info('deleted child', { room: key, kind, name });
+          await this.record(room, 'Normal', 'Deleted', `Deleted ${kind} ${name}`);
+        }
+      }
+      const nodeAddress =
+        spec.expose.type === 'NodePort' ? (this.config.nodeAddress ?? (await this.nodeAddress())) : undefined;
+      await this.writeStatus(room, {
+        spec,
+        ...observed,
+        ...(nodeAddress ? { nodeAddress } : {}),
+      });
+      this.lastWarning.delete(key);
+    } catch (err) {
+      this.stats.reconcileErrors++;
+      const reason = err instanceof ReconcileError ? err.reason : 'ReconcileFailed';
+      const message = errorMessage(err);
+      await this.record(room, 'Warning', reason, message, true);
+      if (spec) {
+        await this.writeStatus(room, { spec, ...observed, error: { reason, message } }).catch((e: unknown) =>
+          log.warn('could not write status', { room: key, error: errorMessage(e) }),
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** The child from the cache, or from the API when the cache lacks it; refuses one the room does not own. */
+  private async ownedChild(room: StreamRoom, kind: ChildKind, obj: KubernetesObject) {
+    const name = obj.metadata?.name ?? '';
+    const actual =
+      this.children[kind].get(name, room.metadata.namespace) ?? (await this.kube.read({ ...obj }));
+    if (actual && !ownedBy(actual, room)) {
+      throw new ReconcileError(
+        'NameConflict',
+        `${kind} ${name} already exists and does not belong to this StreamRoom; rename or remove it`,
+      );
+    }
+    return actual;
+  }
+
+  private async nodeAddress(): Promise<string | undefined> {
+    try {
+      return await this.kube.nodeAddress();
+    } catch (err) {
+      this.log.warn('could not list nodes for a NodePort URL', { error: errorMessage(err) });
+      return undefined;
+    }
+  }
+
+  private async writeStatus(
+    room: StreamRoom,
+    s: {
+      spec: NonNullable<Parameters<typeof computeStatus>[0]['spec']>;
+      Deployment?: V1Deployment;
+      Service?: V1Service;
+      nodeAddress?: string;
+      error?: { reason: string; message: string };
+    },
+  ): Promise<void> {
+    const status = computeStatus({
+      room,
+      spec: s.spec,
+      ...(s.Deployment ? { deployment: s.Deployment } : {}),
+      ...(s.Service ? { service: s.Service } : {}),
+      ...(s.nodeAddress ? { nodeAddress: s.nodeAddress } : {}),
+      ...(s.error ? { error: s.error } : {}),
+      clusterDomain: this.config.clusterDomain,
+      keysSecretName: keysSecretName(room.metadata.name),
+      now: new Date(),
+    });
+    if (!statusChanged(room.status, status)) return;
+    await this.kube.patchRoomStatus(room, status);
+    if (status.phase !== room.status?.phase) {
+      this.log.info('phase changed', { room: roomKey(room), from: room.status?.phase, to: status.phase });
+      if (status.phase === 'Ready' || status.phase === 'Suspended') {
+        const ready = status.conditions?.find((c) => c.type === 'Ready');
+        await this.record(room, 'Normal', status.phase, ready?.message ?? status.phase);
+      } else if (status.phase === 'Degraded') {
+        const degraded = status.conditions?.find((c) => c.type === 'Degraded');
+        await this.record(room, 'Warning', 'Degraded', degraded?.message ?? 'Degraded', true);
+      }
+    }
+  }
+
+  /** Records an Event; a warning is recorded once until a different one (or success) comes. */
+  private async record(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string, dedupe = false) {
+    const key = roomKey(room);
+    if (dedupe) {
+      if (this.lastWarning.get(key) === `${reason}:${message}`) return;
+      this.lastWarning.set(key, `${reason}:${message}`);
+    }
+    try {
+      await this.kube.event(room, type, reason, message);
+    } catch (err) {
+      this.log.warn('could not record event', { room: key, reason, error: errorMessage(err) });
+    }
+  }
+}

@@ -1,0 +1,156 @@
+// The thin layer that talks to the API server. Everything here is one API call (or a cached read);
+// the decisions live in the pure modules and in the reconciler.
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type CoreV1Event,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { FIELD_MANAGER } from './builders.js';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type StreamRoom, type StreamRoomStatus } from './types.js';
+
+/** The status code of a failed API call, when it has one. */
+export function statusCode(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown } | undefined;
+  const code = e?.code ?? e?.statusCode;
+  return typeof code === 'number' ? code : undefined;
+}
+
+export interface KindInfo {
+  apiVersion: string;
+  kind: string;
+  plural: string;
+}
+
+/** Path of a kind's collection, in one namespace or in all. */
+export function collectionPath(k: KindInfo, namespace?: string): string {
+  const root = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
+  return `${root}${namespace ? `/namespaces/${namespace}` : ''}/${k.plural}`;
+}
+
+export class KubeClient {
+  private readonly objects: KubernetesObjectApi;
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private nodeAddressCache: { at: number; address: string | undefined } | undefined;
+  /** Writes sent to the API server, by verb (for metrics and the no-write tests). */
+  readonly writes = { apply: 0, delete: 0, status: 0, event: 0 };
+  private readonly instance = os.hostname();
+
+  constructor(kc: KubeConfig) {
+    this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
+  }
+
+  list<T extends KubernetesObject>(
+    k: KindInfo,
+    namespace: string | undefined,
+    labelSelector?: string,
+  ): Promise<KubernetesListObject<T>> {
+    return this.objects.list<T>(k.apiVersion, k.kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+  }
+
+  /** Reads one object; undefined when it does not exist. */
+  async read<T extends KubernetesObject>(obj: KubernetesObject): Promise<T | undefined> {
+    try {
+      return await this.objects.read<T>({
+        apiVersion: obj.apiVersion ?? '',
+        kind: obj.kind ?? '',
+        metadata: { name: obj.metadata?.name ?? '', namespace: obj.metadata?.namespace ?? '' },
+      });
+    } catch (err) {
+      if (statusCode(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Server-side apply with the operator's field manager, taking over fields others changed. */
+  async apply<T extends KubernetesObject>(obj: T): Promise<T> {
+    this.writes.apply++;
+    return this.objects.patch<T>(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  async delete(obj: KubernetesObject): Promise<void> {
+    this.writes.delete++;
+    try {
+      await this.objects.delete(obj, undefined, undefined, undefined, undefined, 'Background', undefined, undefined);
+    } catch (err) {
+      if (statusCode(err) !== 404) throw err;
+    }
+  }
+
+  async patchRoomStatus(room: StreamRoom, status: StreamRoomStatus): Promise<void> {
+    this.writes.status++;
+    await this.custom.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: room.metadata.namespace,
+        name: room.metadata.name,
+        body: { status },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Records a Kubernetes Event on the room, shown by `kubectl describe streamroom`. */
+  async event(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    this.writes.event++;
+    const now = new Date();
+    const body: CoreV1Event = {
+      metadata: {
+        name: `${room.metadata.name}.${randomBytes(8).toString('hex')}`,
+        namespace: room.metadata.namespace,
+      },
+      involvedObject: {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        name: room.metadata.name,
+        namespace: room.metadata.namespace,
+        uid: room.metadata.uid,
+        resourceVersion: room.metadata.resourceVersion,
+      },
+      type,
+      reason,
+      message: message.slice(0, 1024),
+      source: { component: FIELD_MANAGER },
+      reportingComponent: `${GROUP}/operator`,
+      reportingInstance: this.instance,
+      action: reason,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    await this.core.createNamespacedEvent({ namespace: room.metadata.namespace, body });
+  }
+
+  /**
+   * An address of a ready node (external IP first, then internal IP, then host name), for NodePort URLs.
+   * Cached for 30 seconds; undefined when no node can be listed.
+   */
+  async nodeAddress(): Promise<string | undefined> {
+    if (this.nodeAddressCache && Date.now() - this.nodeAddressCache.at < 30_000) {
+      return this.nodeAddressCache.address;
+    }
+    const nodes = await this.core.listNode({ limit: 50 });
+    const ready = nodes.items.filter((n) =>
+      n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
+    let address: string | undefined;
+    for (const type of ['ExternalIP', 'InternalIP', 'Hostname']) {
+      address = ready.flatMap((n) => n.status?.addresses ?? []).find((a) => a.type === type)?.address;
+      if (address) break;
+    }
+    this.nodeAddressCache = { at: Date.now(), address };
+    return address;
+  }
+}

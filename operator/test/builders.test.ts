@@ -1,0 +1,269 @@
+import { describe, expect, it } from '@jest/globals';
+import type { V1Secret } from '@kubernetes/client-node';
+import {
+  buildDeployment,
+  buildHpa,
+  buildIngress,
+  buildKeysSecret,
+  buildService,
+  desiredChildren,
+  imageTag,
+  roomEnv,
+} from '../src/builders.js';
+import { resolveSpec } from '../src/defaults.js';
+import { room } from './fixtures.js';
+
+const IMAGE = 'registry.example/streamroom/room:1.2.3';
+const opts = { defaultImage: IMAGE };
+let n = 0;
+const key = () => `generated-key-${++n}`;
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+describe('buildDeployment', () => {
+  const r = room({ title: 'Launch party' });
+  const d = buildDeployment(r, resolveSpec(r, IMAGE));
+  const pod = d.spec?.template.spec;
+  const container = pod?.containers[0];
+
+  it('runs the default room image when the room names none, and the room image when it does', () => {
+    expect(container?.image).toBe(IMAGE);
+    const pinned = room({ image: 'example/room:9' });
+    expect(buildDeployment(pinned, resolveSpec(pinned, IMAGE)).spec?.template.spec?.containers[0]?.image).toBe(
+      'example/room:9',
+    );
+  });
+
+  it('probes the room health endpoints and requests resources so the HPA can work', () => {
+    expect(container?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(container?.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(container?.resources).toEqual({
+      requests: { cpu: '100m', memory: '128Mi' },
+      limits: { memory: '256Mi' },
+    });
+  });
+
+  it('rolls out with no downtime', () => {
+    expect(d.spec?.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+  });
+
+  it('wires the room secret in and never puts a key in plain text', () => {
+    const env = container?.env ?? [];
+    expect(env.find((e) => e.name === 'ROOM_BROADCASTER_KEY')).toEqual({
+      name: 'ROOM_BROADCASTER_KEY',
+      valueFrom: { secretKeyRef: { name: 'demo-keys', key: 'broadcasterKey' } },
+    });
+    expect(env.find((e) => e.name === 'ROOM_VIEWER_KEY')).toBeUndefined();
+    const priv = room({ private: true });
+    const privEnv = roomEnv(priv, resolveSpec(priv, IMAGE));
+    expect(privEnv.find((e) => e.name === 'ROOM_VIEWER_KEY')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'demo-keys',
+      key: 'viewerKey',
+    });
+  });
+
+  it('passes the room configuration to the room server', () => {
+    const env = Object.fromEntries((container?.env ?? []).filter((e) => e.value).map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      PORT: '8080',
+      ROOM_NAME: 'demo',
+      ROOM_NAMESPACE: 'team-a',
+      ROOM_TITLE: 'Launch party',
+      ROOM_MAX_VIEWERS: '50',
+      CHAT_ENABLED: 'true',
+      CHAT_HISTORY_SIZE: '50',
+      CHAT_MAX_MESSAGE_LENGTH: '500',
+      CHAT_MESSAGES_PER_MINUTE: '20',
+      ICE_SERVERS: '[]',
+    });
+  });
+
+  it('hands TURN credentials over by Secret reference, not by value', () => {
+    const r2 = room({
+      iceServers: [
+        { urls: ['stun:stun.example.org:3478'] },
+        {
+          urls: ['turn:turn.example.org:3478'],
+          username: 'u',
+          credentialSecretRef: { name: 'turn', key: 'password' },
+        },
+      ],
+    });
+    const env = roomEnv(r2, resolveSpec(r2, IMAGE));
+    expect(JSON.parse(env.find((e) => e.name === 'ICE_SERVERS')?.value ?? '')).toEqual([
+      { urls: ['stun:stun.example.org:3478'] },
+      { urls: ['turn:turn.example.org:3478'], username: 'u' },
+    ]);
+    expect(env.find((e) => e.name === 'ICE_SERVER_1_CREDENTIAL')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'turn',
+      key: 'password',
+    });
+  });
+
+  it('labels everything and makes the room its controlling owner', () => {
+    expect(d.metadata?.labels).toEqual({
+      'app.kubernetes.io/name': 'streamroom',
+      'app.kubernetes.io/instance': 'demo',
+      'app.kubernetes.io/component': 'room',
+      'app.kubernetes.io/part-of': 'streamroom',
+      'app.kubernetes.io/managed-by': 'streamroom-operator',
+      'app.kubernetes.io/version': '1.2.3',
+    });
+    expect(d.metadata?.ownerReferences).toEqual([
+      {
+        apiVersion: 'streamroom.dev/v1alpha1',
+        kind: 'StreamRoom',
+        name: 'demo',
+        uid: r.metadata.uid,
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ]);
+    expect(d.spec?.selector.matchLabels).toEqual({
+      'app.kubernetes.io/name': 'streamroom',
+      'app.kubernetes.io/instance': 'demo',
+    });
+  });
+
+  it('leaves the replica count to the HPA, and sets zero when suspended', () => {
+    expect(d.spec && 'replicas' in d.spec).toBe(false);
+    const s = room({ suspend: true });
+    expect(buildDeployment(s, resolveSpec(s, IMAGE)).spec?.replicas).toBe(0);
+  });
+
+  it('runs as non-root on a read-only root filesystem', () => {
+    expect(pod?.securityContext?.runAsNonRoot).toBe(true);
+    expect(container?.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+  });
+
+  it('keeps user resources and fills only missing requests', () => {
+    const r2 = room({ resources: { limits: { cpu: '2', memory: '1Gi' }, requests: { memory: '512Mi' } } });
+    expect(resolveSpec(r2, IMAGE).resources).toEqual({
+      limits: { cpu: '2', memory: '1Gi' },
+      requests: { cpu: '2', memory: '512Mi' },
+    });
+    const big = room({ resources: { requests: { memory: '1Gi' } } });
+    expect(resolveSpec(big, IMAGE).resources).toEqual({
+      requests: { cpu: '100m', memory: '1Gi' },
+      limits: { memory: '1Gi' },
+    });
+  });
+});
+
+describe('buildHpa', () => {
+  it('targets the room Deployment with the room bounds and CPU target', () => {
+    const r = room({ replicas: { min: 2, max: 7 }, autoscaling: { targetCPUUtilizationPercentage: 75 } });
+    const hpa = buildHpa(r, resolveSpec(r, IMAGE));
+    expect(hpa.spec).toMatchObject({
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'demo' },
+      minReplicas: 2,
+      maxReplicas: 7,
+      metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 75 } } }],
+    });
+  });
+
+  it('defaults to 1 to 10 replicas at 60% CPU', () => {
+    const r = room();
+    expect(buildHpa(r, resolveSpec(r, IMAGE)).spec).toMatchObject({
+      minReplicas: 1,
+      maxReplicas: 10,
+      metrics: [{ resource: { target: { averageUtilization: 60 } } }],
+      behavior: { scaleDown: { stabilizationWindowSeconds: 300 } },
+    });
+  });
+});
+
+describe('buildService and buildIngress', () => {
+  it.each([
+    ['ClusterIP', 'ClusterIP'],
+    ['NodePort', 'NodePort'],
+    ['LoadBalancer', 'LoadBalancer'],
+    ['Ingress', 'ClusterIP'],
+  ] as const)('expose %s gives a %s Service', (type, serviceType) => {
+    const r = room({ expose: { type, port: 8000, ...(type === 'Ingress' ? { host: 'live.example.com' } : {}) } });
+    const svc = buildService(r, resolveSpec(r, IMAGE));
+    expect(svc.spec?.type).toBe(serviceType);
+    expect(svc.spec?.ports).toEqual([{ name: 'http', port: 8000, targetPort: 'http', protocol: 'TCP' }]);
+  });
+
+  it('sets a fixed node port when asked', () => {
+    const r = room({ expose: { type: 'NodePort', nodePort: 30080 } });
+    expect(buildService(r, resolveSpec(r, IMAGE)).spec?.ports?.[0]?.nodePort).toBe(30080);
+  });
+
+  it('routes the host to the Service, with TLS when a secret is named', () => {
+    const r = room({
+      expose: { type: 'Ingress', host: 'live.example.com', ingressClassName: 'nginx', tlsSecretName: 'live-tls' },
+    });
+    const ing = buildIngress(r, resolveSpec(r, IMAGE));
+    expect(ing.spec).toEqual({
+      ingressClassName: 'nginx',
+      tls: [{ hosts: ['live.example.com'], secretName: 'live-tls' }],
+      rules: [
+        {
+          host: 'live.example.com',
+          http: {
+            paths: [
+              { path: '/', pathType: 'Prefix', backend: { service: { name: 'demo', port: { number: 80 } } } },
+            ],
+          },
+        },
+      ],
+    });
+  });
+});
+
+describe('buildKeysSecret', () => {
+  it('generates a broadcaster key, and a viewer key for a private room', () => {
+    const pub = room();
+    expect(Object.keys(buildKeysSecret(pub, resolveSpec(pub, IMAGE), undefined, key).data ?? {})).toEqual([
+      'broadcasterKey',
+    ]);
+    const priv = room({ private: true });
+    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), undefined, key);
+    expect(Object.keys(s.data ?? {}).sort()).toEqual(['broadcasterKey', 'viewerKey']);
+    expect(s.data?.broadcasterKey).not.toBe(s.data?.viewerKey);
+    expect(s.metadata?.name).toBe('demo-keys');
+  });
+
+  it('never rotates an existing key', () => {
+    const existing: V1Secret = { data: { broadcasterKey: b64('keep-me') } };
+    const priv = room({ private: true });
+    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), existing, key);
+    expect(s.data?.broadcasterKey).toBe(b64('keep-me'));
+    expect(s.data?.viewerKey).toMatch(/.+/);
+    // Made public again, the room keeps its viewer key so that going private later restores old links.
+    const pub = room();
+    const again = buildKeysSecret(pub, resolveSpec(pub, IMAGE), s, key);
+    expect(again.data).toEqual(s.data);
+  });
+});
+
+describe('desiredChildren', () => {
+  it('wants a Secret, Deployment, Service and HPA, and no Ingress, by default', () => {
+    const d = desiredChildren(room(), opts, undefined, key);
+    expect(d.apply.map((o) => o.kind)).toEqual(['Secret', 'Deployment', 'Service', 'HorizontalPodAutoscaler']);
+    expect(d.absent).toEqual(['Ingress']);
+  });
+
+  it('wants no HPA and zero replicas when suspended', () => {
+    const d = desiredChildren(room({ suspend: true }), opts, undefined, key);
+    expect(d.apply.map((o) => o.kind)).toEqual(['Secret', 'Deployment', 'Service']);
+    expect(d.absent).toEqual(['HorizontalPodAutoscaler', 'Ingress']);
+  });
+
+  it('adds an Ingress for expose type Ingress', () => {
+    const d = desiredChildren(room({ expose: { type: 'Ingress', host: 'a.example.com' } }), opts, undefined, key);
+    expect(d.apply.map((o) => o.kind)).toContain('Ingress');
+    expect(d.absent).toEqual([]);
+  });
+});
+
+describe('imageTag', () => {
+  it.each([
+    ['example/room:1.2.3', '1.2.3'],
+    ['localhost:5000/room:v2', 'v2'],
+    ['localhost:5000/room', undefined],
+    ['room@sha256:abc', undefined],
+    ['room:1.0@sha256:abc', '1.0'],
+  ])('%s -> %s', (image, tag) => expect(imageTag(image)).toBe(tag));
+});
