@@ -11,11 +11,11 @@ import {
   type ChildKind,
 } from './builders.js';
 import type { OperatorConfig } from './config.js';
-import { needsApply, withHash } from './diff.js';
+import { APPLIED_HASH_ANNOTATION, needsApply, withHash } from './diff.js';
 import { ResilientInformer } from './informer.js';
 import { collectionPath, KubeClient, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
-import { computeStatus, statusChanged } from './status.js';
+import { canonical, computeStatus, statusChanged } from './status.js';
 import { WorkQueue } from './workqueue.js';
 import { API_VERSION, KIND, PLURAL, roomKey, type StreamRoom } from './types.js';
 
@@ -112,6 +112,12 @@ export class Controller {
   private readonly rooms: KindCache<StreamRoom>;
   private readonly children: Record<ChildKind, KindCache<KubernetesObject>>;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /**
+   * Writes whose watch events the caches may not have delivered yet: what was written, and the
+   * resourceVersion the object had before. While the cache still shows that version, the same write is
+   * not sent again (a reconcile right after a write would otherwise repeat it from a stale cache).
+   */
+  private readonly recentWrites = new Map<string, Map<string, { before: string | undefined; content: string }>>();
   /** The last warning recorded per room, so a failing room does not fill the Event list. */
   private readonly lastWarning = new Map<string, string>();
   private started = false;
@@ -137,7 +143,10 @@ export class Controller {
     const enqueueRoom = (room: StreamRoom) => this.queue.add(roomKey(room));
     this.rooms.on('add', enqueueRoom);
     this.rooms.on('update', enqueueRoom);
-    this.rooms.on('delete', (room) => this.lastWarning.delete(roomKey(room)));
+    this.rooms.on('delete', (room) => {
+      this.lastWarning.delete(roomKey(room));
+      this.recentWrites.delete(roomKey(room));
+    });
     const enqueueOwner = (obj: KubernetesObject) => {
       const owner = controllerOf(obj);
       if (owner) this.queue.add(`${obj.metadata?.namespace ?? ''}/${owner.name}`);
@@ -209,8 +218,11 @@ export class Controller {
         const actual = await this.ownedChild(room, kind, obj);
         const target = withHash(obj);
         let current = actual;
-        if (needsApply(target, actual)) {
+        const writeKey = `${kind}/${obj.metadata?.name}`;
+        const content = target.metadata?.annotations?.[APPLIED_HASH_ANNOTATION] ?? '';
+        if (needsApply(target, actual) && !this.justWritten(key, writeKey, actual, content)) {
           current = await this.kube.apply(target);
+          this.remember(key, writeKey, actual, content);
           log.info(actual ? 'updated child' : 'created child', { room: key, kind, name: obj.metadata?.name });
           await this.record(room, 'Normal', actual ? 'Updated' : 'Created', `${actual ? 'Updated' : 'Created'} ${kind} ${obj.metadata?.name}`);
         }
@@ -292,7 +304,11 @@ export class Controller {
       now: new Date(),
     });
     if (!statusChanged(room.status, status)) return;
+    const conditions = status.conditions?.map(({ lastTransitionTime: _t, ...c }) => c);
+    const content = JSON.stringify(canonical({ ...status, conditions }));
+    if (this.justWritten(roomKey(room), 'status', room, content)) return;
     await this.kube.patchRoomStatus(room, status);
+    this.remember(roomKey(room), 'status', room, content);
     if (status.phase !== room.status?.phase) {
       this.log.info('phase changed', { room: roomKey(room), from: room.status?.phase, to: status.phase });
       if (status.phase === 'Ready' || status.phase === 'Suspended') {
@@ -303,6 +319,23 @@ export class Controller {
         await this.record(room, 'Warning', 'Degraded', degraded?.message ?? 'Degraded', true);
       }
     }
+  }
+
+  /** Whether this very content was just written and the cache has not caught up with the write yet. */
+  private justWritten(room: string, what: string, cached: KubernetesObject | undefined, content: string): boolean {
+    const w = this.recentWrites.get(room)?.get(what);
+    if (!w) return false;
+    if (w.before !== cached?.metadata?.resourceVersion) {
+      this.recentWrites.get(room)?.delete(what); // the cache has moved on: compare against it from now on
+      return false;
+    }
+    return w.content === content;
+  }
+
+  private remember(room: string, what: string, before: KubernetesObject | undefined, content: string): void {
+    let writes = this.recentWrites.get(room);
+    if (!writes) this.recentWrites.set(room, (writes = new Map()));
+    writes.set(what, { before: before?.metadata?.resourceVersion, content });
   }
 
   /** Records an Event; a warning is recorded once until a different one (or success) comes. */
