@@ -12,5 +12,5 @@ const project = (name, extra = {}) => ({
 
 /** @type {import('jest').Config} */
 export default {
-  projects: [project('operator'), project('room-image')],
+  projects: [project('operator'), project('room-image'), project('e2e')],
 };

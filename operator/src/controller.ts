@@ -213,9 +213,12 @@ export class Controller {
         randomBytes(24).toString('base64url'),
       );
       spec = desired.spec;
-      for (const obj of desired.apply) {
+      // Check every name first, so that a room whose names are taken creates nothing at all.
+      const actuals = [];
+      for (const obj of desired.apply) actuals.push(await this.ownedChild(room, obj.kind as ChildKind, obj));
+      for (const [i, obj] of desired.apply.entries()) {
         const kind = obj.kind as ChildKind;
-        const actual = await this.ownedChild(room, kind, obj);
+        const actual = actuals[i];
         const target = withHash(obj);
         let current = actual;
         const writeKey = `${kind}/${obj.metadata?.name}`;
@@ -308,6 +311,7 @@ export class Controller {
     const content = JSON.stringify(canonical({ ...status, conditions }));
     if (this.justWritten(roomKey(room), 'status', room, content)) return;
     await this.kube.patchRoomStatus(room, status);
+    this.log.debug('status written', { room: roomKey(room), before: room.status, after: status });
     this.remember(roomKey(room), 'status', room, content);
     if (status.phase !== room.status?.phase) {
       this.log.info('phase changed', { room: roomKey(room), from: room.status?.phase, to: status.phase });
@@ -342,7 +346,11 @@ export class Controller {
   private async record(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string, dedupe = false) {
     const key = roomKey(room);
     if (dedupe) {
-      if (this.lastWarning.get(key) === `${reason}:${message}`) return;
+      // Once per distinct problem: not again on a retry, nor after a restart when status already shows it.
+      const shown = room.status?.conditions?.some(
+        (c) => c.type === 'Degraded' && c.status === 'True' && c.reason === reason && c.message === message,
+      );
+      if (shown || this.lastWarning.get(key) === `${reason}:${message}`) return;
       this.lastWarning.set(key, `${reason}:${message}`);
     }
     try {

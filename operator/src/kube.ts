@@ -35,6 +35,21 @@ export function collectionPath(k: KindInfo, namespace?: string): string {
   return `${root}${namespace ? `/namespaces/${namespace}` : ''}/${k.plural}`;
 }
 
+const CLEARED_STATUS: Record<keyof Required<StreamRoomStatus>, null> = {
+  phase: null,
+  url: null,
+  keysSecretName: null,
+  replicas: null,
+  readyReplicas: null,
+  ready: null,
+  observedGeneration: null,
+  conditions: null,
+};
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 export class KubeClient {
   private readonly objects: KubernetesObjectApi;
   private readonly custom: CustomObjectsApi;
@@ -96,7 +111,8 @@ export class KubeClient {
         plural: PLURAL,
         namespace: room.metadata.namespace,
         name: room.metadata.name,
-        body: { status },
+        // A JSON merge patch keeps fields it does not mention: clear the ones this status lacks.
+        body: { status: { ...CLEARED_STATUS, ...withoutUndefined(status) } },
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );

@@ -1,0 +1,94 @@
+// Starts and stops the local control plane of e2e/cluster for a test file, and runs kubectl against it.
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO_DIR = path.resolve(E2E_DIR, '..');
+const CLUSTER = path.join(E2E_DIR, 'cluster');
+
+export interface Cluster {
+  dir: string;
+  kubeconfig: string;
+  /** Runs kubectl; resolves with stdout, rejects with an Error whose message is stderr. */
+  kubectl(args: string[], input?: string): Promise<string>;
+  /** Runs kubectl and returns its exit code and output, whatever they are. */
+  kubectlResult(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  /** Only etcd and kube-apiserver (enough for schema and CEL validation). */
+  apiserverOnly?: boolean;
+}
+
+function kubectlBinary(): string {
+  // Prefer the kubectl built with the cluster (same version); fall back to one on PATH.
+  const probe = spawnSync('bash', ['-c', `source "${CLUSTER}/lib.sh" && tool_bin kubectl`], { encoding: 'utf8' });
+  const built = probe.status === 0 ? probe.stdout.trim() : '';
+  return built && spawnSync(built, ['version', '--client'], { stdio: 'ignore' }).status === 0 ? built : 'kubectl';
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'streamroom-e2e-'));
+  const env = { ...process.env, STREAMROOM_CLUSTER_DIR: dir };
+  const args = [path.join(CLUSTER, 'up.sh'), '--owner-pid', String(process.pid)];
+  if (options.apiserverOnly) args.push('--apiserver-only');
+  try {
+    await run('bash', args, { env, maxBuffer: 16 << 20 });
+  } catch (err) {
+    const e = err as { stderr?: string };
+    throw new Error(`e2e/cluster/up.sh failed:\n${e.stderr ?? String(err)}`);
+  }
+  const kubeconfig = path.join(dir, 'kubeconfig');
+  readFileSync(kubeconfig); // fails clearly when up.sh did not write it
+  const kubectlPath = kubectlBinary();
+  const kenv = { ...process.env, KUBECONFIG: kubeconfig };
+  const kubectlResult = (kargs: string[], input?: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const child = execFile(kubectlPath, kargs, { env: kenv, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      );
+      if (input !== undefined) child.stdin?.end(input);
+    });
+  return {
+    dir,
+    kubeconfig,
+    kubectlResult,
+    async kubectl(kargs, input) {
+      const r = await kubectlResult(kargs, input);
+      if (r.code !== 0) throw new Error(`kubectl ${kargs.join(' ')}: ${r.stderr.trim()}`);
+      return r.stdout;
+    },
+    async stop() {
+      await run('bash', [path.join(CLUSTER, 'down.sh')], { env }).catch(() => undefined);
+    },
+  };
+}
+
+/** Polls until `check` returns a value other than undefined/false, or throws after the timeout. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+  intervalMs = 250,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -1,0 +1,154 @@
+// The operator, in-process, against a real control plane (etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler): it creates and repairs each room's children, writes status, suspends and resumes,
+// reports what the schema cannot reject, and writes nothing when nothing changes.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { KubeConfig } from '@kubernetes/client-node';
+import { loadConfig, startOperator, type RunningOperator } from '../../operator/src/index.js';
+import { createLogger } from '../../operator/src/log.js';
+import { eventually, startCluster, REPO_DIR, type Cluster } from '../src/cluster.js';
+
+const NS = 'rooms';
+let cluster: Cluster;
+let operator: RunningOperator | undefined;
+
+async function runOperator(): Promise<RunningOperator> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(cluster.kubeconfig);
+  const config = loadConfig(['--health-address', '', '--default-image', 'streamroom/room:test', '--workers', '4'], {});
+  return startOperator(config, { kubeConfig: kc, log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn') });
+}
+
+const get = async (kind: string, name: string, jsonpath = '{}') => {
+  const r = await cluster.kubectlResult(['get', kind, name, '-n', NS, '-o', `jsonpath=${jsonpath}`]);
+  return r.code === 0 ? r.stdout : undefined;
+};
+const getJson = async (kind: string, name: string) => {
+  const out = await cluster.kubectlResult(['get', kind, name, '-n', NS, '-o', 'json']);
+  return out.code === 0 ? (JSON.parse(out.stdout) as Record<string, any>) : undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
+};
+const applyRoom = (name: string, spec: object) =>
+  cluster.kubectl(
+    ['apply', '-n', NS, '-f', '-'],
+    JSON.stringify({ apiVersion: 'streamroom.dev/v1alpha1', kind: 'StreamRoom', metadata: { name }, spec }),
+  );
+const patchRoom = (name: string, spec: object) =>
+  cluster.kubectl(['patch', 'streamroom', name, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec })]);
+
+/** The operator's writes once its queue is idle after a full resync. */
+async function writesAfterResync(op: RunningOperator): Promise<Record<string, number>> {
+  await new Promise((r) => setTimeout(r, 1500)); // let watch events of earlier writes arrive
+  op.controller.resync();
+  await op.controller.queue.idle();
+  return { ...op.controller.kube.writes };
+}
+
+beforeAll(async () => {
+  cluster = await startCluster();
+  await cluster.kubectl(['apply', '-f', path.join(REPO_DIR, 'crds')]);
+  await cluster.kubectl(['wait', '--for=condition=Established', 'crd/streamrooms.streamroom.dev', '--timeout=30s']);
+  await cluster.kubectl(['create', 'namespace', NS]);
+  operator = await runOperator();
+}, 240_000);
+
+afterAll(async () => {
+  await operator?.stop();
+  await cluster?.stop();
+}, 60_000);
+
+describe('the operator on a real control plane', () => {
+  it('creates the Secret, Deployment, Service and HPA of a room, owned by it, and writes status', async () => {
+    await applyRoom('alpha', { title: 'Alpha', private: true, replicas: { min: 2, max: 5 } });
+    const room = await getJson('streamroom', 'alpha');
+    const uid = room?.metadata.uid as string;
+    for (const kind of ['deployment', 'service', 'hpa']) {
+      const child = await eventually(`${kind} alpha`, () => getJson(kind, 'alpha'));
+      expect(child.metadata.ownerReferences).toEqual([
+        expect.objectContaining({ kind: 'StreamRoom', name: 'alpha', uid, controller: true }),
+      ]);
+    }
+    const secret = await eventually('secret', () => getJson('secret', 'alpha-keys'));
+    expect(Object.keys(secret.data).sort()).toEqual(['broadcasterKey', 'viewerKey']);
+    const hpa = await getJson('hpa', 'alpha');
+    expect(hpa?.spec).toMatchObject({ minReplicas: 2, maxReplicas: 5 });
+    // No node runs pods here, so the room waits for its pods: Provisioning, with reasons and generation.
+    const status = await eventually('status', async () => {
+      const r = await getJson('streamroom', 'alpha');
+      return r?.status?.phase === 'Provisioning' ? r.status : undefined;
+    });
+    expect(status).toMatchObject({
+      url: 'http://alpha.rooms.svc.cluster.local/',
+      observedGeneration: room?.metadata.generation,
+      keysSecretName: 'alpha-keys',
+    });
+    expect(status.conditions.map((c: { type: string }) => c.type)).toEqual(['Ready', 'Available', 'Progressing', 'Degraded']);
+    const events = await cluster.kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=alpha']);
+    expect(events).toContain('Created Deployment alpha');
+  }, 60_000);
+
+  it('writes nothing when nothing changed', async () => {
+    const op = operator as RunningOperator;
+    const before = await writesAfterResync(op);
+    expect(await writesAfterResync(op)).toEqual(before);
+  }, 30_000);
+
+  it('follows spec changes: image, bounds, expose type', async () => {
+    await patchRoom('alpha', { image: 'streamroom/room:2', replicas: { min: 1, max: 3 }, expose: { type: 'NodePort' } });
+    await eventually('new image', async () => (await get('deployment', 'alpha', '{.spec.template.spec.containers[0].image}')) === 'streamroom/room:2');
+    await eventually('new bounds', async () => (await get('hpa', 'alpha', '{.spec.maxReplicas}')) === '3');
+    await eventually('NodePort', async () => (await get('service', 'alpha', '{.spec.type}')) === 'NodePort');
+  }, 30_000);
+
+  it('repairs a deleted child and a changed field it owns, and leaves the replica count to others', async () => {
+    await cluster.kubectl(['delete', 'service', 'alpha', '-n', NS]);
+    await cluster.kubectl(['set', 'image', 'deployment/alpha', '-n', NS, 'room=evil/room:1']);
+    await cluster.kubectl(['scale', 'deployment/alpha', '-n', NS, '--replicas=3']); // as the HPA would
+    await eventually('service back', () => get('service', 'alpha', '{.metadata.uid}'));
+    await eventually('image repaired', async () => (await get('deployment', 'alpha', '{.spec.template.spec.containers[0].image}')) === 'streamroom/room:2');
+    expect(await get('deployment', 'alpha', '{.spec.replicas}')).toBe('3');
+  }, 30_000);
+
+  it('suspends to zero replicas without an HPA, and resumes', async () => {
+    await patchRoom('alpha', { suspend: true });
+    await eventually('suspended', async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Suspended');
+    expect(await get('deployment', 'alpha', '{.spec.replicas}')).toBe('0');
+    await eventually('hpa removed', async () => (await get('hpa', 'alpha')) === undefined);
+    await patchRoom('alpha', { suspend: false });
+    await eventually('hpa back', () => get('hpa', 'alpha', '{.metadata.uid}'));
+    await eventually('resumed', async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Provisioning');
+    expect(Number(await get('deployment', 'alpha', '{.spec.replicas}'))).toBeGreaterThanOrEqual(1);
+  }, 30_000);
+
+  it('reports a name conflict in status and Events, and keeps serving other rooms', async () => {
+    await cluster.kubectl(['create', 'service', 'clusterip', 'taken', '-n', NS, '--tcp=80:80']);
+    await applyRoom('taken', {});
+    await applyRoom('beta', {});
+    const cond = await eventually('conflict reported', async () => {
+      const r = await getJson('streamroom', 'taken');
+      return r?.status?.phase === 'Failed' ? r.status.conditions.find((c: { type: string }) => c.type === 'Degraded') : undefined;
+    });
+    expect(cond).toMatchObject({ status: 'True', reason: 'NameConflict' });
+    expect(cond.message).toContain('Service taken already exists and does not belong to this StreamRoom');
+    const events = await cluster.kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=taken,type=Warning']);
+    expect(events).toContain('NameConflict');
+    await eventually('beta provisioned', async () => (await get('streamroom', 'beta', '{.status.phase}')) === 'Provisioning');
+    // The user's own Service is untouched.
+    expect(await get('service', 'taken', '{.metadata.ownerReferences}')).toBe('');
+  }, 60_000);
+
+  it('converges after a restart with no duplicates and no writes', async () => {
+    await operator?.stop();
+    operator = await runOperator();
+    expect(await writesAfterResync(operator)).toEqual({ apply: 0, delete: 0, status: 0, event: 0 });
+    const deployments = await cluster.kubectl(['get', 'deployments', '-n', NS, '-o', 'name']);
+    expect(deployments.trim().split('\n').sort()).toEqual(['deployment.apps/alpha', 'deployment.apps/beta']);
+  }, 60_000);
+
+  it('leaves cleanup to the garbage collector when a room is deleted', async () => {
+    await cluster.kubectl(['delete', 'streamroom', 'alpha', '-n', NS]);
+    for (const kind of ['deployment', 'service', 'hpa']) {
+      await eventually(`${kind} collected`, async () => (await get(kind, 'alpha')) === undefined, 60_000);
+    }
+    await eventually('secret collected', async () => (await get('secret', 'alpha-keys')) === undefined, 60_000);
+  }, 120_000);
+});
