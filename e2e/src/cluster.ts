@@ -28,9 +28,13 @@ export interface ClusterOptions {
 
 function kubectlBinary(): string {
   // Prefer the kubectl built with the cluster (same version); fall back to one on PATH.
-  const probe = spawnSync('bash', ['-c', `source "${CLUSTER}/lib.sh" && tool_bin kubectl`], { encoding: 'utf8' });
+  const probe = spawnSync('bash', ['-c', `source "${CLUSTER}/lib.sh" && tool_bin kubectl`], {
+    encoding: 'utf8',
+  });
   const built = probe.status === 0 ? probe.stdout.trim() : '';
-  return built && spawnSync(built, ['version', '--client'], { stdio: 'ignore' }).status === 0 ? built : 'kubectl';
+  return built && spawnSync(built, ['version', '--client'], { stdio: 'ignore' }).status === 0
+    ? built
+    : 'kubectl';
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
@@ -50,8 +54,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const kenv = { ...process.env, KUBECONFIG: kubeconfig };
   const kubectlResult = (kargs: string[], input?: string) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = execFile(kubectlPath, kargs, { env: kenv, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      const child = execFile(
+        kubectlPath,
+        kargs,
+        { env: kenv, maxBuffer: 16 << 20 },
+        (error, stdout, stderr) =>
+          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
       );
       if (input !== undefined) child.stdin?.end(input);
     });
@@ -87,7 +95,9 @@ export async function eventually<T>(
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

@@ -22,7 +22,12 @@ let cluster: Cluster;
 beforeAll(async () => {
   cluster = await startCluster({ apiserverOnly: true });
   await cluster.kubectl(['apply', '-f', path.join(REPO_DIR, 'crds')]);
-  await cluster.kubectl(['wait', '--for=condition=Established', 'crd/streamrooms.streamroom.dev', '--timeout=30s']);
+  await cluster.kubectl([
+    'wait',
+    '--for=condition=Established',
+    'crd/streamrooms.streamroom.dev',
+    '--timeout=30s',
+  ]);
 }, 180_000);
 
 afterAll(async () => {
@@ -47,7 +52,9 @@ describe('the StreamRoom CRD on a real API server', () => {
   });
 
   it('fills in the defaults of the spec', async () => {
-    const spec = JSON.parse(await cluster.kubectl(['get', 'streamroom', 'basic', '-n', 'default', '-o', 'jsonpath={.spec}']));
+    const spec = JSON.parse(
+      await cluster.kubectl(['get', 'streamroom', 'basic', '-n', 'default', '-o', 'jsonpath={.spec}']),
+    );
     expect(spec).toEqual({
       title: 'My first room',
       private: false,

@@ -15,8 +15,14 @@ let operator: RunningOperator | undefined;
 async function runOperator(): Promise<RunningOperator> {
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
-  const config = loadConfig(['--health-address', '', '--default-image', 'streamroom/room:test', '--workers', '4'], {});
-  return startOperator(config, { kubeConfig: kc, log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn') });
+  const config = loadConfig(
+    ['--health-address', '', '--default-image', 'streamroom/room:test', '--workers', '4'],
+    {},
+  );
+  return startOperator(config, {
+    kubeConfig: kc,
+    log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn'),
+  });
 }
 
 const get = async (kind: string, name: string, jsonpath = '{}') => {
@@ -46,7 +52,12 @@ async function writesAfterResync(op: RunningOperator): Promise<Record<string, nu
 beforeAll(async () => {
   cluster = await startCluster();
   await cluster.kubectl(['apply', '-f', path.join(REPO_DIR, 'crds')]);
-  await cluster.kubectl(['wait', '--for=condition=Established', 'crd/streamrooms.streamroom.dev', '--timeout=30s']);
+  await cluster.kubectl([
+    'wait',
+    '--for=condition=Established',
+    'crd/streamrooms.streamroom.dev',
+    '--timeout=30s',
+  ]);
   await cluster.kubectl(['create', 'namespace', NS]);
   operator = await runOperator();
 }, 240_000);
@@ -81,8 +92,20 @@ describe('the operator on a real control plane', () => {
       observedGeneration: room?.metadata.generation,
       keysSecretName: 'alpha-keys',
     });
-    expect(status.conditions.map((c: { type: string }) => c.type)).toEqual(['Ready', 'Available', 'Progressing', 'Degraded']);
-    const events = await cluster.kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=alpha']);
+    expect(status.conditions.map((c: { type: string }) => c.type)).toEqual([
+      'Ready',
+      'Available',
+      'Progressing',
+      'Degraded',
+    ]);
+    const events = await cluster.kubectl([
+      'get',
+      'events',
+      '-n',
+      NS,
+      '--field-selector',
+      'involvedObject.name=alpha',
+    ]);
     expect(events).toContain('Created Deployment alpha');
   }, 60_000);
 
@@ -93,8 +116,17 @@ describe('the operator on a real control plane', () => {
   }, 30_000);
 
   it('follows spec changes: image, bounds, expose type', async () => {
-    await patchRoom('alpha', { image: 'streamroom/room:2', replicas: { min: 1, max: 3 }, expose: { type: 'NodePort' } });
-    await eventually('new image', async () => (await get('deployment', 'alpha', '{.spec.template.spec.containers[0].image}')) === 'streamroom/room:2');
+    await patchRoom('alpha', {
+      image: 'streamroom/room:2',
+      replicas: { min: 1, max: 3 },
+      expose: { type: 'NodePort' },
+    });
+    await eventually(
+      'new image',
+      async () =>
+        (await get('deployment', 'alpha', '{.spec.template.spec.containers[0].image}')) ===
+        'streamroom/room:2',
+    );
     await eventually('new bounds', async () => (await get('hpa', 'alpha', '{.spec.maxReplicas}')) === '3');
     await eventually('NodePort', async () => (await get('service', 'alpha', '{.spec.type}')) === 'NodePort');
   }, 30_000);
@@ -104,18 +136,29 @@ describe('the operator on a real control plane', () => {
     await cluster.kubectl(['set', 'image', 'deployment/alpha', '-n', NS, 'room=evil/room:1']);
     await cluster.kubectl(['scale', 'deployment/alpha', '-n', NS, '--replicas=3']); // as the HPA would
     await eventually('service back', () => get('service', 'alpha', '{.metadata.uid}'));
-    await eventually('image repaired', async () => (await get('deployment', 'alpha', '{.spec.template.spec.containers[0].image}')) === 'streamroom/room:2');
+    await eventually(
+      'image repaired',
+      async () =>
+        (await get('deployment', 'alpha', '{.spec.template.spec.containers[0].image}')) ===
+        'streamroom/room:2',
+    );
     expect(await get('deployment', 'alpha', '{.spec.replicas}')).toBe('3');
   }, 30_000);
 
   it('suspends to zero replicas without an HPA, and resumes', async () => {
     await patchRoom('alpha', { suspend: true });
-    await eventually('suspended', async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Suspended');
+    await eventually(
+      'suspended',
+      async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Suspended',
+    );
     expect(await get('deployment', 'alpha', '{.spec.replicas}')).toBe('0');
     await eventually('hpa removed', async () => (await get('hpa', 'alpha')) === undefined);
     await patchRoom('alpha', { suspend: false });
     await eventually('hpa back', () => get('hpa', 'alpha', '{.metadata.uid}'));
-    await eventually('resumed', async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Provisioning');
+    await eventually(
+      'resumed',
+      async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Provisioning',
+    );
     expect(Number(await get('deployment', 'alpha', '{.spec.replicas}'))).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
@@ -125,13 +168,25 @@ describe('the operator on a real control plane', () => {
     await applyRoom('beta', {});
     const cond = await eventually('conflict reported', async () => {
       const r = await getJson('streamroom', 'taken');
-      return r?.status?.phase === 'Failed' ? r.status.conditions.find((c: { type: string }) => c.type === 'Degraded') : undefined;
+      return r?.status?.phase === 'Failed'
+        ? r.status.conditions.find((c: { type: string }) => c.type === 'Degraded')
+        : undefined;
     });
     expect(cond).toMatchObject({ status: 'True', reason: 'NameConflict' });
     expect(cond.message).toContain('Service taken already exists and does not belong to this StreamRoom');
-    const events = await cluster.kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=taken,type=Warning']);
+    const events = await cluster.kubectl([
+      'get',
+      'events',
+      '-n',
+      NS,
+      '--field-selector',
+      'involvedObject.name=taken,type=Warning',
+    ]);
     expect(events).toContain('NameConflict');
-    await eventually('beta provisioned', async () => (await get('streamroom', 'beta', '{.status.phase}')) === 'Provisioning');
+    await eventually(
+      'beta provisioned',
+      async () => (await get('streamroom', 'beta', '{.status.phase}')) === 'Provisioning',
+    );
     // The user's own Service is untouched.
     expect(await get('service', 'taken', '{.metadata.ownerReferences}')).toBe('');
   }, 60_000);
@@ -149,6 +204,10 @@ describe('the operator on a real control plane', () => {
     for (const kind of ['deployment', 'service', 'hpa']) {
       await eventually(`${kind} collected`, async () => (await get(kind, 'alpha')) === undefined, 60_000);
     }
-    await eventually('secret collected', async () => (await get('secret', 'alpha-keys')) === undefined, 60_000);
+    await eventually(
+      'secret collected',
+      async () => (await get('secret', 'alpha-keys')) === undefined,
+      60_000,
+    );
   }, 120_000);
 });

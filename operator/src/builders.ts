@@ -115,7 +115,9 @@ export function roomEnv(room: StreamRoom, spec: ResolvedSpec): V1EnvVar[] {
   );
   spec.iceServers.forEach((s, i) => {
     if (s.credentialSecretRef) {
-      env.push(secretEnv(`ICE_SERVER_${i}_CREDENTIAL`, s.credentialSecretRef.name, s.credentialSecretRef.key));
+      env.push(
+        secretEnv(`ICE_SERVER_${i}_CREDENTIAL`, s.credentialSecretRef.name, s.credentialSecretRef.key),
+      );
     }
   });
   env.push({ name: 'SHUTDOWN_TIMEOUT_SECONDS', value: String(ROOM_SHUTDOWN_TIMEOUT_SECONDS) });
@@ -216,7 +218,10 @@ export function buildHpa(room: StreamRoom, spec: ResolvedSpec): V2HorizontalPodA
           type: 'Resource',
           resource: {
             name: 'cpu',
-            target: { type: 'Utilization', averageUtilization: spec.autoscaling.targetCPUUtilizationPercentage },
+            target: {
+              type: 'Utilization',
+              averageUtilization: spec.autoscaling.targetCPUUtilizationPercentage,
+            },
           },
         },
       ],
@@ -235,7 +240,9 @@ export function buildIngress(room: StreamRoom, spec: ResolvedSpec): V1Ingress {
     metadata: childMeta(room, room.metadata.name, spec.image),
     spec: {
       ...(spec.expose.ingressClassName ? { ingressClassName: spec.expose.ingressClassName } : {}),
-      ...(spec.expose.tlsSecretName ? { tls: [{ hosts: [host], secretName: spec.expose.tlsSecretName }] } : {}),
+      ...(spec.expose.tlsSecretName
+        ? { tls: [{ hosts: [host], secretName: spec.expose.tlsSecretName }] }
+        : {}),
       rules: [
         {
           host,

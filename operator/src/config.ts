@@ -25,16 +25,34 @@ export interface OperatorConfig {
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
 
 const FLAGS = {
-  'default-image': { env: 'STREAMROOM_DEFAULT_IMAGE', help: `room image when a StreamRoom names none (${DEFAULT_ROOM_IMAGE})` },
+  'default-image': {
+    env: 'STREAMROOM_DEFAULT_IMAGE',
+    help: `room image when a StreamRoom names none (${DEFAULT_ROOM_IMAGE})`,
+  },
   namespaces: { env: 'STREAMROOM_NAMESPACES', help: 'comma-separated namespaces to watch (default: all)' },
   workers: { env: 'STREAMROOM_WORKERS', help: 'rooms reconciled in parallel (4)' },
   'log-level': { env: 'STREAMROOM_LOG_LEVEL', help: 'debug, info, warn or error (info)' },
   'resync-period': { env: 'STREAMROOM_RESYNC_PERIOD', help: 'seconds between full resyncs (600)' },
-  'watch-idle-timeout': { env: 'STREAMROOM_WATCH_IDLE_TIMEOUT', help: 'seconds of watch silence before a relist (300)' },
-  'cluster-domain': { env: 'STREAMROOM_CLUSTER_DOMAIN', help: 'cluster DNS domain for ClusterIP URLs (cluster.local)' },
-  'node-address': { env: 'STREAMROOM_NODE_ADDRESS', help: 'address for NodePort URLs (default: a ready node)' },
-  'health-address': { env: 'STREAMROOM_HEALTH_ADDRESS', help: 'host:port for /healthz, /readyz, /metrics (0.0.0.0:8081; empty: off)' },
-  kubeconfig: { env: 'KUBECONFIG', help: 'kubeconfig path (default: $KUBECONFIG, ~/.kube/config or in-cluster)' },
+  'watch-idle-timeout': {
+    env: 'STREAMROOM_WATCH_IDLE_TIMEOUT',
+    help: 'seconds of watch silence before a relist (300)',
+  },
+  'cluster-domain': {
+    env: 'STREAMROOM_CLUSTER_DOMAIN',
+    help: 'cluster DNS domain for ClusterIP URLs (cluster.local)',
+  },
+  'node-address': {
+    env: 'STREAMROOM_NODE_ADDRESS',
+    help: 'address for NodePort URLs (default: a ready node)',
+  },
+  'health-address': {
+    env: 'STREAMROOM_HEALTH_ADDRESS',
+    help: 'host:port for /healthz, /readyz, /metrics (0.0.0.0:8081; empty: off)',
+  },
+  kubeconfig: {
+    env: 'KUBECONFIG',
+    help: 'kubeconfig path (default: $KUBECONFIG, ~/.kube/config or in-cluster)',
+  },
 } as const;
 
 type Flag = keyof typeof FLAGS;
@@ -67,7 +85,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   });
   const get = (f: Flag): string | undefined => (values[f] as string | undefined) ?? env[FLAGS[f].env];
   const logLevel = (get('log-level') ?? 'info') as LogLevel;
-  if (!LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LEVELS.join(', ')}, got "${logLevel}"`);
+  if (!LEVELS.includes(logLevel))
+    throw new Error(`--log-level must be one of ${LEVELS.join(', ')}, got "${logLevel}"`);
   const namespaces = (get('namespaces') ?? '')
     .split(',')
     .map((n) => n.trim())

@@ -1,7 +1,13 @@
 // The level-triggered reconcile loop: informers keep caches of rooms and their children, every change
 // enqueues the room it concerns, and workers bring each room's children and status to what it wants.
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig, KubernetesObject, V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
+import type {
+  KubeConfig,
+  KubernetesObject,
+  V1Deployment,
+  V1Secret,
+  V1Service,
+} from '@kubernetes/client-node';
 import {
   CHILD_KINDS,
   MANAGED_BY,
@@ -46,7 +52,15 @@ export class ReconcileError extends Error {
 class KindCache<T extends KubernetesObject> {
   readonly informers = new Map<string, ResilientInformer<T>>();
 
-  constructor(kc: KubeConfig, kube: KubeClient, kind: KindInfo, namespaces: string[], labelSelector: string | undefined, cfg: OperatorConfig, log: Logger) {
+  constructor(
+    kc: KubeConfig,
+    kube: KubeClient,
+    kind: KindInfo,
+    namespaces: string[],
+    labelSelector: string | undefined,
+    cfg: OperatorConfig,
+    log: Logger,
+  ) {
     for (const ns of namespaces.length ? namespaces : ['']) {
       const informer = new ResilientInformer<T>(
         kc,
@@ -93,7 +107,9 @@ class KindCache<T extends KubernetesObject> {
 }
 
 function controllerOf(obj: KubernetesObject): { kind: string; name: string; uid: string } | undefined {
-  return obj.metadata?.ownerReferences?.find((r) => r.controller && r.apiVersion === API_VERSION && r.kind === KIND);
+  return obj.metadata?.ownerReferences?.find(
+    (r) => r.controller && r.apiVersion === API_VERSION && r.kind === KIND,
+  );
 }
 
 function ownedBy(obj: KubernetesObject, room: StreamRoom): boolean {
@@ -117,7 +133,10 @@ export class Controller {
    * resourceVersion the object had before. While the cache still shows that version, the same write is
    * not sent again (a reconcile right after a write would otherwise repeat it from a stale cache).
    */
-  private readonly recentWrites = new Map<string, Map<string, { before: string | undefined; content: string }>>();
+  private readonly recentWrites = new Map<
+    string,
+    Map<string, { before: string | undefined; content: string }>
+  >();
   /** The last warning recorded per room, so a failing room does not fill the Event list. */
   private readonly lastWarning = new Map<string, string>();
   private started = false;
@@ -131,7 +150,10 @@ export class Controller {
     this.rooms = new KindCache<StreamRoom>(kc, this.kube, ROOM, config.namespaces, undefined, config, log);
     const selector = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
     this.children = Object.fromEntries(
-      CHILD_KINDS.map((k) => [k, new KindCache(kc, this.kube, CHILDREN[k], config.namespaces, selector, config, log)]),
+      CHILD_KINDS.map((k) => [
+        k,
+        new KindCache(kc, this.kube, CHILDREN[k], config.namespaces, selector, config, log),
+      ]),
     ) as Record<ChildKind, KindCache<KubernetesObject>>;
     this.queue = new WorkQueue({
       workers: config.workers,
@@ -227,7 +249,12 @@ export class Controller {
           current = await this.kube.apply(target);
           this.remember(key, writeKey, actual, content);
           log.info(actual ? 'updated child' : 'created child', { room: key, kind, name: obj.metadata?.name });
-          await this.record(room, 'Normal', actual ? 'Updated' : 'Created', `${actual ? 'Updated' : 'Created'} ${kind} ${obj.metadata?.name}`);
+          await this.record(
+            room,
+            'Normal',
+            actual ? 'Updated' : 'Created',
+            `${actual ? 'Updated' : 'Created'} ${kind} ${obj.metadata?.name}`,
+          );
         }
         if (kind === 'Deployment') observed.Deployment = current as V1Deployment;
         if (kind === 'Service') observed.Service = current as V1Service;
@@ -326,7 +353,12 @@ export class Controller {
   }
 
   /** Whether this very content was just written and the cache has not caught up with the write yet. */
-  private justWritten(room: string, what: string, cached: KubernetesObject | undefined, content: string): boolean {
+  private justWritten(
+    room: string,
+    what: string,
+    cached: KubernetesObject | undefined,
+    content: string,
+  ): boolean {
     const w = this.recentWrites.get(room)?.get(what);
     if (!w) return false;
     if (w.before !== cached?.metadata?.resourceVersion) {
@@ -343,7 +375,13 @@ export class Controller {
   }
 
   /** Records an Event; a warning is recorded once until a different one (or success) comes. */
-  private async record(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string, dedupe = false) {
+  private async record(
+    room: StreamRoom,
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+    dedupe = false,
+  ) {
     const key = roomKey(room);
     if (dedupe) {
       // Once per distinct problem: not again on a retry, nor after a restart when status already shows it.

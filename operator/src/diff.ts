@@ -8,7 +8,10 @@ import { canonical } from './status.js';
 export const APPLIED_HASH_ANNOTATION = 'streamroom.dev/applied-hash';
 
 export function configHash(obj: KubernetesObject): string {
-  return createHash('sha256').update(JSON.stringify(canonical(obj))).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(obj)))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** The object with its configuration hash recorded in an annotation. */
@@ -32,7 +35,9 @@ export function contains(actual: unknown, desired: unknown): boolean {
   if (desired === undefined) return true;
   if (Array.isArray(desired)) {
     return (
-      Array.isArray(actual) && actual.length === desired.length && desired.every((d, i) => contains(actual[i], d))
+      Array.isArray(actual) &&
+      actual.length === desired.length &&
+      desired.every((d, i) => contains(actual[i], d))
     );
   }
   if (desired !== null && typeof desired === 'object') {

@@ -8,7 +8,9 @@ export function metricsText(c: Controller): string {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
   };
-  metric('streamroom_operator_reconciles_total', 'counter', 'Room reconciles run.', [['', c.stats.reconciles]]);
+  metric('streamroom_operator_reconciles_total', 'counter', 'Room reconciles run.', [
+    ['', c.stats.reconciles],
+  ]);
   metric('streamroom_operator_reconcile_errors_total', 'counter', 'Room reconciles that failed.', [
     ['', c.stats.reconcileErrors],
   ]);
@@ -18,7 +20,9 @@ export function metricsText(c: Controller): string {
     'Writes sent to the Kubernetes API, by verb.',
     Object.entries(c.kube.writes).map(([verb, n]) => [`{verb="${verb}"}`, n]),
   );
-  metric('streamroom_operator_queue_depth', 'gauge', 'Rooms waiting to be reconciled.', [['', c.queue.length]]);
+  metric('streamroom_operator_queue_depth', 'gauge', 'Rooms waiting to be reconciled.', [
+    ['', c.queue.length],
+  ]);
   metric('streamroom_operator_informer_restarts_total', 'counter', 'Watches restarted or relisted.', [
     ['', c.informerRestarts],
   ]);

@@ -2,7 +2,13 @@
 // resilient: the client's informer stops on any watch error other than 410 Gone, so it is restarted with
 // exponential backoff; and a watch can go silent without closing, so a watchdog relists (a fresh
 // ListWatch) when nothing has arrived for a while.
-import { ListWatch, Watch, type KubeConfig, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
+import {
+  ListWatch,
+  Watch,
+  type KubeConfig,
+  type KubernetesObject,
+  type ListPromise,
+} from '@kubernetes/client-node';
 import { errorMessage, type Logger } from './log.js';
 
 export type Handler<T> = (obj: T) => void;

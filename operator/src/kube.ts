@@ -14,7 +14,15 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from './builders.js';
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type StreamRoom, type StreamRoomStatus } from './types.js';
+import {
+  API_VERSION,
+  GROUP,
+  KIND,
+  PLURAL,
+  VERSION,
+  type StreamRoom,
+  type StreamRoomStatus,
+} from './types.js';
 
 /** The status code of a failed API call, when it has one. */
 export function statusCode(err: unknown): number | undefined {
@@ -70,7 +78,16 @@ export class KubeClient {
     namespace: string | undefined,
     labelSelector?: string,
   ): Promise<KubernetesListObject<T>> {
-    return this.objects.list<T>(k.apiVersion, k.kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+    return this.objects.list<T>(
+      k.apiVersion,
+      k.kind,
+      namespace,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      labelSelector,
+    );
   }
 
   /** Reads one object; undefined when it does not exist. */
@@ -90,13 +107,29 @@ export class KubeClient {
   /** Server-side apply with the operator's field manager, taking over fields others changed. */
   async apply<T extends KubernetesObject>(obj: T): Promise<T> {
     this.writes.apply++;
-    return this.objects.patch<T>(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    return this.objects.patch<T>(
+      obj,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      true,
+      PatchStrategy.ServerSideApply,
+    );
   }
 
   async delete(obj: KubernetesObject): Promise<void> {
     this.writes.delete++;
     try {
-      await this.objects.delete(obj, undefined, undefined, undefined, undefined, 'Background', undefined, undefined);
+      await this.objects.delete(
+        obj,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        'Background',
+        undefined,
+        undefined,
+      );
     } catch (err) {
       if (statusCode(err) !== 404) throw err;
     }

@@ -26,7 +26,10 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export function createLogger(level: LogLevel, write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
+export function createLogger(
+  level: LogLevel,
+  write: (line: string) => void = (l) => process.stdout.write(l),
+): Logger {
   const log = (l: LogLevel) => (msg: string, fields?: Record<string, unknown>) => {
     if (RANK[l] < RANK[level]) return;
     write(`${JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields })}\n`);

@@ -25,7 +25,9 @@ function withPort(scheme: string, host: string, port: number): string {
 }
 
 /** The URL viewers open, or undefined while it is not known yet (a load balancer without an address). */
-export function roomUrl(s: Omit<ObservedState, 'now' | 'error' | 'deployment' | 'keysSecretName'>): string | undefined {
+export function roomUrl(
+  s: Omit<ObservedState, 'now' | 'error' | 'deployment' | 'keysSecretName'>,
+): string | undefined {
   const { room, spec } = s;
   switch (spec.expose.type) {
     case 'ClusterIP':

@@ -28,9 +28,9 @@ describe('buildDeployment', () => {
   it('runs the default room image when the room names none, and the room image when it does', () => {
     expect(container?.image).toBe(IMAGE);
     const pinned = room({ image: 'example/room:9' });
-    expect(buildDeployment(pinned, resolveSpec(pinned, IMAGE)).spec?.template.spec?.containers[0]?.image).toBe(
-      'example/room:9',
-    );
+    expect(
+      buildDeployment(pinned, resolveSpec(pinned, IMAGE)).spec?.template.spec?.containers[0]?.image,
+    ).toBe('example/room:9');
   });
 
   it('probes the room health endpoints and requests resources so the HPA can work', () => {
@@ -43,7 +43,10 @@ describe('buildDeployment', () => {
   });
 
   it('rolls out with no downtime', () => {
-    expect(d.spec?.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    expect(d.spec?.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
   });
 
   it('wires the room secret in and never puts a key in plain text', () => {
@@ -62,7 +65,9 @@ describe('buildDeployment', () => {
   });
 
   it('passes the room configuration to the room server', () => {
-    const env = Object.fromEntries((container?.env ?? []).filter((e) => e.value).map((e) => [e.name, e.value]));
+    const env = Object.fromEntries(
+      (container?.env ?? []).filter((e) => e.value).map((e) => [e.name, e.value]),
+    );
     expect(env).toMatchObject({
       PORT: '8080',
       ROOM_NAME: 'demo',
@@ -132,7 +137,10 @@ describe('buildDeployment', () => {
 
   it('runs as non-root on a read-only root filesystem', () => {
     expect(pod?.securityContext?.runAsNonRoot).toBe(true);
-    expect(container?.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    expect(container?.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+    });
   });
 
   it('keeps user resources and fills only missing requests', () => {
@@ -157,7 +165,12 @@ describe('buildHpa', () => {
       scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'demo' },
       minReplicas: 2,
       maxReplicas: 7,
-      metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 75 } } }],
+      metrics: [
+        {
+          type: 'Resource',
+          resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 75 } },
+        },
+      ],
     });
   });
 
@@ -179,7 +192,9 @@ describe('buildService and buildIngress', () => {
     ['LoadBalancer', 'LoadBalancer'],
     ['Ingress', 'ClusterIP'],
   ] as const)('expose %s gives a %s Service', (type, serviceType) => {
-    const r = room({ expose: { type, port: 8000, ...(type === 'Ingress' ? { host: 'live.example.com' } : {}) } });
+    const r = room({
+      expose: { type, port: 8000, ...(type === 'Ingress' ? { host: 'live.example.com' } : {}) },
+    });
     const svc = buildService(r, resolveSpec(r, IMAGE));
     expect(svc.spec?.type).toBe(serviceType);
     expect(svc.spec?.ports).toEqual([{ name: 'http', port: 8000, targetPort: 'http', protocol: 'TCP' }]);
@@ -192,7 +207,12 @@ describe('buildService and buildIngress', () => {
 
   it('routes the host to the Service, with TLS when a secret is named', () => {
     const r = room({
-      expose: { type: 'Ingress', host: 'live.example.com', ingressClassName: 'nginx', tlsSecretName: 'live-tls' },
+      expose: {
+        type: 'Ingress',
+        host: 'live.example.com',
+        ingressClassName: 'nginx',
+        tlsSecretName: 'live-tls',
+      },
     });
     const ing = buildIngress(r, resolveSpec(r, IMAGE));
     expect(ing.spec).toEqual({
@@ -241,7 +261,12 @@ describe('buildKeysSecret', () => {
 describe('desiredChildren', () => {
   it('wants a Secret, Deployment, Service and HPA, and no Ingress, by default', () => {
     const d = desiredChildren(room(), opts, undefined, key);
-    expect(d.apply.map((o) => o.kind)).toEqual(['Secret', 'Deployment', 'Service', 'HorizontalPodAutoscaler']);
+    expect(d.apply.map((o) => o.kind)).toEqual([
+      'Secret',
+      'Deployment',
+      'Service',
+      'HorizontalPodAutoscaler',
+    ]);
     expect(d.absent).toEqual(['Ingress']);
   });
 
@@ -252,7 +277,12 @@ describe('desiredChildren', () => {
   });
 
   it('adds an Ingress for expose type Ingress', () => {
-    const d = desiredChildren(room({ expose: { type: 'Ingress', host: 'a.example.com' } }), opts, undefined, key);
+    const d = desiredChildren(
+      room({ expose: { type: 'Ingress', host: 'a.example.com' } }),
+      opts,
+      undefined,
+      key,
+    );
     expect(d.apply.map((o) => o.kind)).toContain('Ingress');
     expect(d.absent).toEqual([]);
   });

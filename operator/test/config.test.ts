@@ -16,9 +16,20 @@ describe('loadConfig', () => {
   });
 
   it('reads the environment, and flags win over it', () => {
-    const env = { STREAMROOM_WORKERS: '2', STREAMROOM_NAMESPACES: 'a, b', STREAMROOM_DEFAULT_IMAGE: 'x/room:2' };
-    expect(loadConfig([], env)).toMatchObject({ workers: 2, namespaces: ['a', 'b'], defaultImage: 'x/room:2' });
-    expect(loadConfig(['--workers', '8', '--log-level=debug'], env)).toMatchObject({ workers: 8, logLevel: 'debug' });
+    const env = {
+      STREAMROOM_WORKERS: '2',
+      STREAMROOM_NAMESPACES: 'a, b',
+      STREAMROOM_DEFAULT_IMAGE: 'x/room:2',
+    };
+    expect(loadConfig([], env)).toMatchObject({
+      workers: 2,
+      namespaces: ['a', 'b'],
+      defaultImage: 'x/room:2',
+    });
+    expect(loadConfig(['--workers', '8', '--log-level=debug'], env)).toMatchObject({
+      workers: 8,
+      logLevel: 'debug',
+    });
   });
 
   it.each([

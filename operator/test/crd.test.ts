@@ -4,9 +4,18 @@ import { describe, expect, it } from '@jest/globals';
 import { parse } from 'yaml';
 import { DEFAULTS } from '../src/defaults.js';
 
-type Schema = { properties?: Record<string, Schema>; default?: unknown; description?: string; items?: Schema; type?: string; additionalProperties?: Schema };
+type Schema = {
+  properties?: Record<string, Schema>;
+  default?: unknown;
+  description?: string;
+  items?: Schema;
+  type?: string;
+  additionalProperties?: Schema;
+};
 
-const crd = parse(readFileSync(new URL('../../crds/streamrooms.streamroom.dev.yaml', import.meta.url), 'utf8')) as {
+const crd = parse(
+  readFileSync(new URL('../../crds/streamrooms.streamroom.dev.yaml', import.meta.url), 'utf8'),
+) as {
   spec: { versions: { name: string; schema: { openAPIV3Schema: Schema } }[] };
 };
 const root = crd.spec.versions[0]?.schema.openAPIV3Schema as Schema;
@@ -21,7 +30,10 @@ describe('the StreamRoom CRD', () => {
     ['replicas.min', DEFAULTS.replicas.min],
     ['replicas.max', DEFAULTS.replicas.max],
     ['autoscaling.targetCPUUtilizationPercentage', DEFAULTS.autoscaling.targetCPUUtilizationPercentage],
-    ['autoscaling.scaleDownStabilizationWindowSeconds', DEFAULTS.autoscaling.scaleDownStabilizationWindowSeconds],
+    [
+      'autoscaling.scaleDownStabilizationWindowSeconds',
+      DEFAULTS.autoscaling.scaleDownStabilizationWindowSeconds,
+    ],
     ['expose.type', DEFAULTS.expose.type],
     ['expose.port', DEFAULTS.expose.port],
     ['chat.enabled', DEFAULTS.chat.enabled],

@@ -43,7 +43,8 @@ function observe(spec: StreamRoomSpec, extra: Partial<ObservedState> = {}): Obse
   };
 }
 
-const cond = (s: ReturnType<typeof computeStatus>, type: string) => s.conditions?.find((c) => c.type === type);
+const cond = (s: ReturnType<typeof computeStatus>, type: string) =>
+  s.conditions?.find((c) => c.type === type);
 
 describe('computeStatus phases', () => {
   it('Pending before the Deployment is observed', () => {
@@ -86,7 +87,10 @@ describe('computeStatus phases', () => {
 
   it('stays Ready but Progressing during a rolling update', () => {
     const s = computeStatus(
-      observe({}, { deployment: deployment({ replicas: 2, updated: 1, generation: 4, observedGeneration: 4 }) }),
+      observe(
+        {},
+        { deployment: deployment({ replicas: 2, updated: 1, generation: 4, observedGeneration: 4 }) },
+      ),
     );
     expect(s.phase).toBe('Ready');
     expect(cond(s, 'Progressing')).toMatchObject({ status: 'True', reason: 'RollingOut' });
@@ -101,7 +105,12 @@ describe('computeStatus phases', () => {
             replicas: 3,
             ready: 1,
             conditions: [
-              { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'timed out' },
+              {
+                type: 'Progressing',
+                status: 'False',
+                reason: 'ProgressDeadlineExceeded',
+                message: 'timed out',
+              },
             ],
           }),
         },
@@ -121,7 +130,9 @@ describe('computeStatus phases', () => {
           deployment: deployment({
             replicas: 1,
             ready: 0,
-            conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'quota' }],
+            conditions: [
+              { type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'quota' },
+            ],
           }),
         },
       ),
@@ -131,13 +142,21 @@ describe('computeStatus phases', () => {
   });
 
   it('Failed with the reconcile error as reason and message', () => {
-    const s = computeStatus(observe({}, { error: { reason: 'NameConflict', message: 'Service demo exists' } }));
+    const s = computeStatus(
+      observe({}, { error: { reason: 'NameConflict', message: 'Service demo exists' } }),
+    );
     expect(s.phase).toBe('Failed');
-    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'NameConflict', message: 'Service demo exists' });
+    expect(cond(s, 'Degraded')).toMatchObject({
+      status: 'True',
+      reason: 'NameConflict',
+      message: 'Service demo exists',
+    });
   });
 
   it('Suspended with zero replicas wanted', () => {
-    const s = computeStatus(observe({ suspend: true }, { deployment: deployment({ replicas: 0, ready: 0 }) }));
+    const s = computeStatus(
+      observe({ suspend: true }, { deployment: deployment({ replicas: 0, ready: 0 }) }),
+    );
     expect(s).toMatchObject({ phase: 'Suspended', replicas: 0, ready: '0/0' });
     expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
   });
@@ -164,7 +183,9 @@ describe('roomUrl for each expose type', () => {
 
   it('ClusterIP: the in-cluster DNS name', () => {
     expect(base({})).toBe('http://demo.team-a.svc.cluster.local/');
-    expect(base({ expose: { type: 'ClusterIP', port: 8080 } })).toBe('http://demo.team-a.svc.cluster.local:8080/');
+    expect(base({ expose: { type: 'ClusterIP', port: 8080 } })).toBe(
+      'http://demo.team-a.svc.cluster.local:8080/',
+    );
   });
 
   it('NodePort: a node address and the node port', () => {
@@ -172,7 +193,9 @@ describe('roomUrl for each expose type', () => {
     expect(base({ expose: { type: 'NodePort' } }, { service, nodeAddress: '192.0.2.10' })).toBe(
       'http://192.0.2.10:31234/',
     );
-    expect(base({ expose: { type: 'NodePort' } }, { service, nodeAddress: 'fd00::1' })).toBe('http://[fd00::1]:31234/');
+    expect(base({ expose: { type: 'NodePort' } }, { service, nodeAddress: 'fd00::1' })).toBe(
+      'http://[fd00::1]:31234/',
+    );
     expect(base({ expose: { type: 'NodePort' } }, { service })).toBeUndefined();
   });
 

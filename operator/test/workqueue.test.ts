@@ -92,7 +92,12 @@ describe('WorkQueue', () => {
   });
 
   it('caps the backoff', () => {
-    const q = new WorkQueue({ workers: 1, baseDelayMs: 100, maxDelayMs: 1000, handler: async () => undefined });
+    const q = new WorkQueue({
+      workers: 1,
+      baseDelayMs: 100,
+      maxDelayMs: 1000,
+      handler: async () => undefined,
+    });
     expect([1, 2, 3, 4, 5, 10].map((n) => q.backoff(n))).toEqual([100, 200, 400, 800, 1000, 1000]);
   });
 
