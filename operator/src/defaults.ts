@@ -32,7 +32,7 @@ export const DEFAULTS = {
   autoscaling: { targetCPUUtilizationPercentage: 60, scaleDownStabilizationWindowSeconds: 300 },
   expose: { type: 'ClusterIP' as ExposeType, port: 80 },
   chat: { enabled: true, historySize: 50, maxMessageLength: 500, messagesPerMinute: 20 },
-  maxViewers: 50,
+  maxViewers: 20,
   suspend: false,
   cpuRequest: '100m',
   memoryRequest: '128Mi',

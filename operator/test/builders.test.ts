@@ -73,7 +73,7 @@ describe('buildDeployment', () => {
       ROOM_NAME: 'demo',
       ROOM_NAMESPACE: 'team-a',
       ROOM_TITLE: 'Launch party',
-      ROOM_MAX_VIEWERS: '50',
+      ROOM_MAX_VIEWERS: '20',
       CHAT_ENABLED: 'true',
       CHAT_HISTORY_SIZE: '50',
       CHAT_MAX_MESSAGE_LENGTH: '500',

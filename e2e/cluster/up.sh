@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Start a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler) on 127.0.0.1, from binaries cached by build.sh.
+#
+#   e2e/cluster/up.sh [--apiserver-only] [--owner-pid PID]
+#   eval "$(e2e/cluster/up.sh)"        # progress goes to stderr, the export line to stdout
+#
+# Environment:
+#   STREAMROOM_CLUSTER_DIR      state dir (certs, data, logs, pids, kubeconfig); default /tmp/streamroom-cluster
+#   STREAMROOM_CACHE            binary cache (see build.sh); default ~/.cache/streamroom
+#   STREAMROOM_APISERVER_ONLY=1 same as --apiserver-only (etcd + kube-apiserver only)
+#   STREAMROOM_CLUSTER_OWNER_PID / --owner-pid: tear the cluster down when this process exits
+#   STREAMROOM_ETCD_PORT, STREAMROOM_ETCD_PEER_PORT, STREAMROOM_APISERVER_PORT,
+#   STREAMROOM_KCM_PORT, STREAMROOM_SCHEDULER_PORT: fixed ports (default: free ports)
+#   STREAMROOM_ADVERTISE_ADDRESS apiserver --advertise-address (default 127.0.0.1, see below)
+#   STREAMROOM_AGGREGATOR_ROUTING apiserver --enable-aggregator-routing (default false: an APIService
+#                               backed by an ExternalName Service "localhost" reaches a host process)
+#   STREAMROOM_UP_TIMEOUT       seconds to wait for readiness (default 60)
+#   STREAMROOM_BUILD=0          do not call build.sh for missing binaries (fail instead)
+#   STREAMROOM_KEEP_ON_FAILURE=1 leave processes and state for debugging when up.sh fails
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
+APISERVER_ONLY="${STREAMROOM_APISERVER_ONLY:-0}"
+OWNER_PID="${STREAMROOM_CLUSTER_OWNER_PID:-}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --apiserver-only) APISERVER_ONLY=1 ;;
+    --owner-pid) OWNER_PID="$2"; shift ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+STATE="$STREAMROOM_CLUSTER_DIR"
+TIMEOUT="${STREAMROOM_UP_TIMEOUT:-60}"
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+# The address published in the default/kubernetes Endpoints. Endpoints may not be loopback, so with
+# the default 127.0.0.1 the endpoint reconciler is turned off; set a host IP (e.g. for a real kubelet
+# whose pods reach the API through the service) to get the usual lease reconciler.
+ADVERTISE="${STREAMROOM_ADVERTISE_ADDRESS:-127.0.0.1}"
+if [[ "$ADVERTISE" == 127.* ]]; then RECONCILER=none; else RECONCILER=lease; fi
+log() { echo "up.sh: $*" >&2; }
+T0=$(date +%s%N)
+elapsed() { local ms=$((($(date +%s%N) - T0) / 1000000)); printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100)); }
+
+# ---------------------------------------------------------------- state dir
+if [[ -f "$STATE/pids" ]]; then
+  while read -r _name pid _bin; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "up.sh: a cluster is already running from $STATE (pid $pid); run e2e/cluster/down.sh first" >&2
+      exit 1
+    fi
+  done <"$STATE/pids"
+fi
+remove_state_dir "$STATE"
+mkdir -p "$STATE"/{pki,logs,etcd-data}
+touch "$STATE/.streamroom-cluster"
+chmod 700 "$STATE/etcd-data"
+: >"$STATE/pids"
+
+UP_OK=0
+on_exit() {
+  local rc=$?
+  [[ "$UP_OK" == 1 ]] && return 0
+  [[ "$rc" != 0 ]] || rc=1
+  log "FAILED (exit $rc) after $(elapsed); last log lines:"
+  for f in "$STATE"/logs/*.log; do
+    [[ -f "$f" ]] || continue
+    echo "----- $f" >&2
+    tail -n 15 "$f" >&2
+  done
+  if [[ "${STREAMROOM_KEEP_ON_FAILURE:-0}" == 1 ]]; then
+    log "keeping processes and $STATE (STREAMROOM_KEEP_ON_FAILURE=1)"
+  else
+    "$HERE/down.sh" >&2 || true
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- binaries
+need=(etcd kube-apiserver)
+[[ "$APISERVER_ONLY" == 1 ]] || need+=(kube-controller-manager kube-scheduler)
+declare -A BIN
+missing=()
+for t in "${need[@]}"; do
+  BIN[$t]="$(tool_bin "$t")"
+  [[ -x "${BIN[$t]}" ]] || missing+=("$t")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ "${STREAMROOM_BUILD:-1}" == 0 ]]; then
+    log "missing binaries: ${missing[*]} (run e2e/cluster/build.sh)"; false
+  fi
+  log "building missing binaries: ${missing[*]}"
+  "$HERE/build.sh" "${missing[@]}" >&2
+fi
+
+# ---------------------------------------------------------------- ports
+# free_ports <n>: n distinct free loopback ports (sockets stay bound until all are picked).
+free_ports() {
+  local py
+  py="$(command -v /usr/bin/python3 python3 2>/dev/null | head -n1)"
+  if [[ -n "$py" ]]; then
+    "$py" -c 'import socket,sys
+ss=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1",0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+  else
+    node -e 'const net=require("net");const n=+process.argv[1];const ss=[];const next=()=>{if(ss.length===n){console.log(ss.map(s=>s.address().port).join(" "));ss.forEach(s=>s.close());return}const s=net.createServer();s.listen(0,"127.0.0.1",()=>{ss.push(s);next()})};next()' "$1"
+  fi
+}
+read -r p1 p2 p3 p4 p5 <<<"$(free_ports 5)"
+ETCD_PORT="${STREAMROOM_ETCD_PORT:-$p1}"
+ETCD_PEER_PORT="${STREAMROOM_ETCD_PEER_PORT:-$p2}"
+API_PORT="${STREAMROOM_APISERVER_PORT:-$p3}"
+KCM_PORT="${STREAMROOM_KCM_PORT:-$p4}"
+SCHED_PORT="${STREAMROOM_SCHEDULER_PORT:-$p5}"
+
+# ---------------------------------------------------------------- certificates
+PKI="$STATE/pki"
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/$1.key" 2>/dev/null; }
+ca() { # <name> <CN>
+  key "$1"
+  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 -out "$PKI/$1.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+}
+cert() { # <name> <ca> <subject> <serverAuth|clientAuth|serverAuth,clientAuth> [subjectAltName]
+  local name="$1" ca="$2" subj="$3" eku="$4" san="${5:-}" ext
+  key "$name"
+  ext="basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=$eku"
+  [[ -z "$san" ]] || ext+=$'\n'"subjectAltName=$san"
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" |
+    openssl x509 -req -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial -days 3650 \
+      -extfile <(echo "$ext") -out "$PKI/$name.crt" 2>/dev/null
+}
+ca ca streamroom-e2e-ca
+ca front-proxy-ca streamroom-e2e-front-proxy-ca
+cert apiserver ca "/CN=kube-apiserver" serverAuth \
+  "IP:127.0.0.1,$([[ "$ADVERTISE" == 127.0.0.1 ]] || echo "IP:$ADVERTISE,")IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+cert admin ca "/O=system:masters/CN=streamroom-admin" clientAuth
+cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
+cert kube-controller-manager ca "/CN=system:kube-controller-manager" clientAuth
+cert kube-scheduler ca "/CN=system:kube-scheduler" clientAuth
+cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
+key sa
+openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+chmod 600 "$PKI"/*.key
+
+kubeconfig() { # <file> <user cert name>
+  local b64='base64 -w0'
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: streamroom-e2e
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $($b64 <"$PKI/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $($b64 <"$PKI/$2.crt")
+    client-key-data: $($b64 <"$PKI/$2.key")
+contexts:
+- name: streamroom-e2e
+  context:
+    cluster: streamroom-e2e
+    user: $2
+current-context: streamroom-e2e
+EOF
+  chmod 600 "$1"
+}
+kubeconfig "$STATE/kubeconfig" admin
+kubeconfig "$STATE/kube-controller-manager.kubeconfig" kube-controller-manager
+kubeconfig "$STATE/kube-scheduler.kubeconfig" kube-scheduler
+
+# ---------------------------------------------------------------- processes
+# Each component runs in its own session/process group (setsid) so down.sh can signal the whole
+# group; the group id is written to $STATE/pids as "<name> <pgid> <binary>".
+start() { # <name> <binary> args...
+  local name="$1" bin="$2" pidfile="$STATE/logs/.$1.pid"
+  shift 2
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$bin" "$@" \
+    >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  for _ in $(seq 50); do [[ -s "$pidfile" ]] && break; sleep 0.05; done
+  echo "$name $(cat "$pidfile") $bin" >>"$STATE/pids"
+  rm -f "$pidfile"
+}
+
+# wait_for <what> <command...>: retry until the command succeeds or TIMEOUT passes.
+wait_for() {
+  local what="$1" deadline=$(($(date +%s) + TIMEOUT))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if (($(date +%s) >= deadline)); then log "timed out after ${TIMEOUT}s waiting for $what"; false; fi
+    # stop early if a component died
+    while read -r name pid _bin; do
+      kill -0 "$pid" 2>/dev/null || { log "$name (pid $pid) exited; see $STATE/logs/$name.log"; false; }
+    done <"$STATE/pids"
+    sleep 0.2
+  done
+}
+
+start etcd "${BIN[etcd]}" \
+  --name=streamroom-e2e \
+  --data-dir="$STATE/etcd-data" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster="streamroom-e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --unsafe-no-fsync=true \
+  --heartbeat-interval=20 \
+  --election-timeout=200 \
+  --quota-backend-bytes=1073741824 \
+  --log-level=warn
+wait_for "etcd" curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+log "etcd ready on 127.0.0.1:$ETCD_PORT ($(elapsed))"
+
+start kube-apiserver "${BIN[kube-apiserver]}" \
+  --advertise-address="$ADVERTISE" \
+  --endpoint-reconciler-type="$RECONCILER" \
+  --bind-address=127.0.0.1 \
+  --secure-port="$API_PORT" \
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  --tls-cert-file="$PKI/apiserver.crt" \
+  --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --authorization-mode=Node,RBAC \
+  --service-cluster-ip-range="$SERVICE_CIDR" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$PKI/sa.pub" \
+  --service-account-signing-key-file="$PKI/sa.key" \
+  --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+  --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User \
+  --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+  --proxy-client-key-file="$PKI/front-proxy-client.key" \
+  --enable-aggregator-routing="${STREAMROOM_AGGREGATOR_ROUTING:-false}" \
+  --allow-privileged=true \
+  --profiling=false \
+  --v=1
+wait_for "kube-apiserver /readyz" curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+  "https://127.0.0.1:$API_PORT/readyz"
+log "kube-apiserver ready on https://127.0.0.1:$API_PORT ($(elapsed))"
+
+if [[ "$APISERVER_ONLY" != 1 ]]; then
+  start kube-controller-manager "${BIN[kube-controller-manager]}" \
+    --kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$KCM_PORT" \
+    --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI/sa.key" \
+    --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" \
+    --cluster-signing-key-file="$PKI/ca.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --profiling=false \
+    --v=1
+  start kube-scheduler "${BIN[kube-scheduler]}" \
+    --kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+    --authentication-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+    --authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$SCHED_PORT" \
+    --leader-elect=false \
+    --profiling=false \
+    --v=1
+  wait_for "kube-controller-manager /healthz" curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
+  wait_for "kube-scheduler /readyz" curl -fsSk "https://127.0.0.1:$SCHED_PORT/readyz"
+  log "kube-controller-manager (:$KCM_PORT) and kube-scheduler (:$SCHED_PORT) healthy ($(elapsed))"
+fi
+
+# ---------------------------------------------------------------- watchdog
+if [[ -n "$OWNER_PID" ]]; then
+  # Tear everything down when the owning process (e.g. the test runner) exits, even on a crash.
+  export STREAMROOM_CLUSTER_DIR="$STATE"
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  start watchdog bash -c 'while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$1"' "$OWNER_PID" "$HERE/down.sh"
+fi
+
+cat >"$STATE/env" <<EOF
+export KUBECONFIG=$STATE/kubeconfig
+export STREAMROOM_APISERVER_URL=https://127.0.0.1:$API_PORT
+export STREAMROOM_ETCD_URL=http://127.0.0.1:$ETCD_PORT
+export STREAMROOM_CA_FILE=$PKI/ca.crt
+EOF
+UP_OK=1
+log "cluster up in $(elapsed) (state: $STATE; logs: $STATE/logs; stop: $HERE/down.sh)"
+echo "export KUBECONFIG=$STATE/kubeconfig"

@@ -1,0 +1,163 @@
+/**
+ * Room configuration, read from the environment variables the StreamRoom operator sets on the room
+ * container. `loadConfig` is pure: it only reads the object it is given and throws a `ConfigError`
+ * naming the offending variable.
+ */
+
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+export interface ChatConfig {
+  enabled: boolean;
+  historySize: number;
+  maxMessageLength: number;
+  messagesPerMinute: number;
+}
+
+export interface RoomConfig {
+  port: number;
+  /** Interface to bind (LISTEN_ADDRESS); undefined = all interfaces, as a pod needs. */
+  listenAddress: string | undefined;
+  roomName: string;
+  roomNamespace: string;
+  title: string;
+  broadcasterKey: string;
+  /** Set only when the room is private. */
+  viewerKey: string | undefined;
+  /** 0 means unlimited. */
+  maxViewers: number;
+  chat: ChatConfig;
+  iceServers: IceServer[];
+  shutdownTimeoutSeconds: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const MIN_KEY_LENGTH = 8;
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  return t === '' ? undefined : t;
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(name, `must be an integer, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  const l = raw.toLowerCase();
+  if (l === 'true') return true;
+  if (l === 'false') return false;
+  throw new ConfigError(name, `must be "true" or "false", got ${JSON.stringify(raw)}`);
+}
+
+function key(env: Env, name: string, required: true): string;
+function key(env: Env, name: string, required: false): string | undefined;
+function key(env: Env, name: string, required: boolean): string | undefined {
+  // Keys are not trimmed beyond surrounding whitespace (a Secret mounted as env often ends in "\n").
+  const v = str(env, name);
+  if (v === undefined) {
+    if (required) throw new ConfigError(name, 'is required');
+    return undefined;
+  }
+  if (v.length < MIN_KEY_LENGTH) throw new ConfigError(name, `must be at least ${MIN_KEY_LENGTH} characters`);
+  if (v.length > 512) throw new ConfigError(name, 'must be at most 512 characters');
+  return v;
+}
+
+const ICE_URL = /^(stun|stuns|turn|turns):[^\s]+$/;
+
+function iceServers(env: Env): IceServer[] {
+  const raw = str(env, 'ICE_SERVERS');
+  if (raw === undefined) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('ICE_SERVERS', 'is not valid JSON');
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError('ICE_SERVERS', 'must be a JSON array');
+  if (parsed.length > 16) throw new ConfigError('ICE_SERVERS', 'must have at most 16 entries');
+  return parsed.map((entry: unknown, i): IceServer => {
+    const where = `ICE_SERVERS[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      throw new ConfigError('ICE_SERVERS', `${where} must be an object`);
+    }
+    const e = entry as Record<string, unknown>;
+    for (const k of Object.keys(e)) {
+      if (k !== 'urls' && k !== 'username') {
+        throw new ConfigError(
+          'ICE_SERVERS',
+          `${where} has unknown field ${JSON.stringify(k)} (credentials go in ICE_SERVER_${i}_CREDENTIAL)`,
+        );
+      }
+    }
+    const urls = e['urls'];
+    const list = typeof urls === 'string' ? [urls] : urls;
+    if (!Array.isArray(list) || list.length === 0 || !list.every((u) => typeof u === 'string')) {
+      throw new ConfigError('ICE_SERVERS', `${where}.urls must be a string or a non-empty array of strings`);
+    }
+    for (const u of list as string[]) {
+      if (!ICE_URL.test(u))
+        throw new ConfigError('ICE_SERVERS', `${where}.urls has an invalid URL ${JSON.stringify(u)}`);
+    }
+    const server: IceServer = { urls: typeof urls === 'string' ? urls : [...(list as string[])] };
+    const username = e['username'];
+    if (username !== undefined) {
+      if (typeof username !== 'string')
+        throw new ConfigError('ICE_SERVERS', `${where}.username must be a string`);
+      server.username = username;
+    }
+    const credential = env[`ICE_SERVER_${i}_CREDENTIAL`];
+    if (credential !== undefined && credential !== '') server.credential = credential.trim();
+    return server;
+  });
+}
+
+export function loadConfig(env: Env): RoomConfig {
+  const roomName = str(env, 'ROOM_NAME') ?? 'room';
+  const broadcasterKey = key(env, 'ROOM_BROADCASTER_KEY', true);
+  const viewerKey = key(env, 'ROOM_VIEWER_KEY', false);
+  const title = str(env, 'ROOM_TITLE') ?? roomName;
+  if (title.length > 200) throw new ConfigError('ROOM_TITLE', 'must be at most 200 characters');
+  return {
+    port: int(env, 'PORT', 8080, 0, 65535),
+    listenAddress: str(env, 'LISTEN_ADDRESS'),
+    roomName,
+    roomNamespace: str(env, 'ROOM_NAMESPACE') ?? 'default',
+    title,
+    broadcasterKey,
+    viewerKey,
+    maxViewers: int(env, 'ROOM_MAX_VIEWERS', 0, 0, 1_000_000),
+    chat: {
+      enabled: bool(env, 'CHAT_ENABLED', true),
+      historySize: int(env, 'CHAT_HISTORY_SIZE', 50, 0, 1000),
+      maxMessageLength: int(env, 'CHAT_MAX_MESSAGE_LENGTH', 500, 1, 10_000),
+      messagesPerMinute: int(env, 'CHAT_MESSAGES_PER_MINUTE', 20, 1, 6000),
+    },
+    iceServers: iceServers(env),
+    shutdownTimeoutSeconds: int(env, 'SHUTDOWN_TIMEOUT_SECONDS', 20, 1, 3600),
+  };
+}

@@ -1,0 +1,208 @@
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { RunningServer } from '../src/server/server.js';
+import { BROADCASTER_KEY, buildClientToTemp, repoRoot, sleep, start } from './helpers.js';
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+];
+
+let browser: Browser;
+let server: RunningServer;
+let publicDir: string;
+
+beforeAll(async () => {
+  publicDir = await buildClientToTemp();
+  server = await start({ ROOM_TITLE: 'Friday Night Synths', CHAT_MESSAGES_PER_MINUTE: '60' }, { publicDir });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}, 30_000);
+
+const contexts: BrowserContext[] = [];
+async function newContext(options: Parameters<Browser['newContext']>[0] = {}): Promise<BrowserContext> {
+  const ctx = await browser.newContext(options);
+  contexts.push(ctx);
+  return ctx;
+}
+
+afterEach(async () => {
+  for (const ctx of contexts.splice(0)) await ctx.close();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (publicDir) await rm(publicDir, { recursive: true, force: true });
+});
+
+/** Frames decoded by the viewer page's peer connection (0 when it has none yet). */
+async function framesDecoded(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    type Stats = { forEach(cb: (r: { type: string; kind?: string; framesDecoded?: number }) => void): void };
+    type Handle = { pc(): { getStats(): Promise<Stats> } | null };
+    const handle = (globalThis as unknown as { __streamroom?: Handle }).__streamroom;
+    const pc = handle?.pc();
+    if (!pc) return 0;
+    let frames = 0;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') frames = Math.max(frames, r.framesDecoded ?? 0);
+    });
+    return frames;
+  });
+}
+
+/** Waits until the page's decoded-frame counter exceeds `above`; returns the new count. */
+async function waitForFrames(page: Page, above: number, timeoutMs = 15_000): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  let last = 0;
+  while (Date.now() < end) {
+    last = await framesDecoded(page);
+    if (last > above) return last;
+    await sleep(150);
+  }
+  throw new Error(`no decoded frames above ${above} within ${timeoutMs} ms (last ${last})`);
+}
+
+/** The page's <video> element is actually playing the remote stream. */
+async function expectVideoPlaying(page: Page): Promise<void> {
+  const read = (): Promise<{ w: number; t: number; paused: boolean }> =>
+    page.evaluate(() => {
+      const g = globalThis as unknown as {
+        document: {
+          getElementById(id: string): { videoWidth: number; currentTime: number; paused: boolean } | null;
+        };
+      };
+      const v = g.document.getElementById('video');
+      return { w: v?.videoWidth ?? 0, t: v?.currentTime ?? 0, paused: v?.paused ?? true };
+    });
+  const first = await read();
+  const end = Date.now() + 5000;
+  let now = first;
+  while (Date.now() < end && !(now.w > 0 && !now.paused && now.t > first.t)) {
+    await sleep(100);
+    now = await read();
+  }
+  expect(now.w).toBeGreaterThan(0);
+  expect(now.paused).toBe(false);
+  expect(now.t).toBeGreaterThan(first.t);
+}
+
+async function openViewer(name: string): Promise<Page> {
+  const ctx = await newContext({ viewport: { width: 1280, height: 760 } });
+  await ctx.addInitScript((n) => {
+    const g = globalThis as unknown as { localStorage: { setItem(k: string, v: string): void } };
+    g.localStorage.setItem('streamroom:name', n);
+  }, name);
+  const page = await ctx.newPage();
+  await page.goto(server.url);
+  return page;
+}
+
+describe('room page in Chromium', () => {
+  it('streams to viewers, relays chat, serves late joiners and survives a broadcaster reload', async () => {
+    const bctx = await newContext({ viewport: { width: 1280, height: 760 } });
+    const broadcaster = await bctx.newPage();
+    const requested: string[] = [];
+    broadcaster.on('request', (r) => requested.push(r.url()));
+    await broadcaster.goto(`${server.url}/#key=${encodeURIComponent(BROADCASTER_KEY)}`);
+    // The key left the address bar and never appeared in a request URL.
+    expect(broadcaster.url()).toBe(`${server.url}/`);
+    await broadcaster.getByRole('button', { name: 'Start camera' }).click();
+    await broadcaster.getByRole('button', { name: 'Stop camera' }).waitFor();
+
+    const v1 = await openViewer('Viewer One');
+    const v2 = await openViewer('Viewer Two');
+    const f1 = await waitForFrames(v1, 0);
+    const f2 = await waitForFrames(v2, 0);
+    // Frames keep coming.
+    await waitForFrames(v1, f1 + 5);
+    await waitForFrames(v2, f2 + 5);
+    await v1.getByText('2 watching').waitFor();
+    await expectVideoPlaying(v1);
+    await expectVideoPlaying(v2);
+
+    // Chat typed in one page shows up in the others, as text.
+    await v1.fill('#chat-input', 'hello <img src=x onerror=alert(1)> from one');
+    await v1.press('#chat-input', 'Enter');
+    for (const p of [broadcaster, v2]) {
+      await p.locator('.msg-text', { hasText: 'hello <img src=x onerror=alert(1)> from one' }).waitFor();
+      expect(await p.locator('.messages img').count()).toBe(0);
+    }
+    await broadcaster.fill('#chat-input', 'welcome everyone');
+    await broadcaster.press('#chat-input', 'Enter');
+    await v1.locator('.msg-broadcaster .msg-text', { hasText: 'welcome everyone' }).waitFor();
+
+    // A late joiner gets video and the chat history.
+    const joinedAt = Date.now();
+    const late = await openViewer('Late Larry');
+    await waitForFrames(late, 0);
+    // "Within a couple of seconds" (bench median is ~1 s here); generous for a loaded CI machine.
+    expect(Date.now() - joinedAt).toBeLessThan(5000);
+    await expectVideoPlaying(late);
+    await late.locator('.msg-text', { hasText: 'welcome everyone' }).waitFor();
+
+    // The broadcaster stops the camera: viewers see the offline state; starting again brings video back.
+    await broadcaster.getByRole('button', { name: 'Stop camera' }).click();
+    for (const p of [v1, v2]) {
+      await p.locator('#overlay-title', { hasText: 'Starting soon' }).waitFor();
+      await p.locator('#live-badge', { hasText: 'Offline' }).waitFor();
+      expect(await framesDecoded(p)).toBe(0);
+    }
+    await mkdir(path.join(repoRoot, 'test-artifacts'), { recursive: true });
+    await v2.screenshot({ path: path.join(repoRoot, 'test-artifacts', 'room-viewer-offline.png') });
+    await broadcaster.getByRole('button', { name: 'Start camera' }).click();
+    await waitForFrames(v1, 0);
+    await waitForFrames(v2, 0);
+
+    // The broadcaster reloads; viewers see offline, then video again without reloading.
+    await broadcaster.reload();
+    await v1.locator('#live-badge', { hasText: 'Offline' }).waitFor();
+    await broadcaster.getByRole('button', { name: 'Stop camera' }).waitFor({ timeout: 15_000 });
+    await waitForFrames(v1, 0);
+    await waitForFrames(v2, 0);
+    await waitForFrames(late, 0);
+    await expectVideoPlaying(v1);
+    await expectVideoPlaying(v2);
+    expect(v1.url()).toBe(`${server.url}/`);
+
+    expect(requested.some((u) => u.includes(BROADCASTER_KEY))).toBe(false);
+
+    await v1.locator('#overlay').waitFor({ state: 'hidden' });
+    await v1.screenshot({ path: path.join(repoRoot, 'test-artifacts', 'room-viewer.png') });
+    await broadcaster.screenshot({ path: path.join(repoRoot, 'test-artifacts', 'room-broadcaster.png') });
+    const phone = await newContext({
+      viewport: { width: 390, height: 844 },
+      isMobile: true,
+      hasTouch: true,
+    });
+    const mobile = await phone.newPage();
+    await mobile.goto(server.url);
+    await waitForFrames(mobile, 0);
+    await mobile.screenshot({ path: path.join(repoRoot, 'test-artifacts', 'room-viewer-phone.png') });
+  }, 90_000);
+
+  it('pages reconnect by themselves and video resumes after the room server restarts', async () => {
+    const port = server.port;
+    const broadcaster = await (await newContext()).newPage();
+    await broadcaster.goto(`${server.url}/#key=${encodeURIComponent(BROADCASTER_KEY)}`);
+    await broadcaster.getByRole('button', { name: 'Start camera' }).click();
+    const viewer = await openViewer('Patient Pat');
+    await waitForFrames(viewer, 0);
+
+    await server.close();
+    await viewer.locator('#overlay-title', { hasText: 'Reconnecting' }).waitFor();
+    // The replacement process comes up on the same address (as a new pod would behind the Service).
+    server = await start({ ROOM_TITLE: 'Friday Night Synths' }, { publicDir, port });
+    await waitForFrames(viewer, 0, 20_000);
+    await expectVideoPlaying(viewer);
+    await viewer.getByText('1 watching').waitFor();
+  }, 60_000);
+});

@@ -1,0 +1,103 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io as ioClient, type Socket } from 'socket.io-client';
+import { bundleClient } from '../src/build/bundle.js';
+import { loadConfig, type RoomConfig } from '../src/server/config.js';
+import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
+
+export const roomImageDir = fileURLToPath(new URL('..', import.meta.url));
+export const repoRoot = path.resolve(roomImageDir, '..');
+
+export const BROADCASTER_KEY = 'bk-test-0123456789';
+export const VIEWER_KEY = 'vk-test-0123456789';
+
+export function testConfig(env: Record<string, string> = {}): RoomConfig {
+  return loadConfig({ ROOM_NAME: 'test-room', ROOM_BROADCASTER_KEY: BROADCASTER_KEY, PORT: '0', ...env });
+}
+
+export async function buildClientToTemp(): Promise<string> {
+  const outdir = await mkdtemp(path.join(os.tmpdir(), 'streamroom-public-'));
+  await bundleClient({ clientDir: path.join(roomImageDir, 'src/client'), outdir, minify: false });
+  return outdir;
+}
+
+export async function start(
+  env: Record<string, string> = {},
+  options: ServerOptions = {},
+): Promise<RunningServer> {
+  return startServer(testConfig(env), { host: '127.0.0.1', port: 0, log: () => undefined, ...options });
+}
+
+export interface Auth {
+  role?: unknown;
+  key?: unknown;
+  name?: unknown;
+}
+
+const open: Socket[] = [];
+
+/** Connects a socket.io client; resolves with it after `welcome`, rejects on connect_error. */
+export function connect(
+  url: string,
+  auth: Auth,
+): Promise<{ socket: Socket; welcome: Record<string, unknown> }> {
+  const socket = ioClient(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+  open.push(socket);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('connect timed out')), 5000);
+    socket.once('welcome', (welcome: Record<string, unknown>) => {
+      clearTimeout(timer);
+      resolve({ socket, welcome });
+    });
+    socket.once('connect_error', (err: Error & { data?: unknown }) => {
+      clearTimeout(timer);
+      socket.close();
+      reject(err);
+    });
+  });
+}
+
+export function closeAllClients(): void {
+  for (const s of open.splice(0)) s.close();
+}
+
+export function nextEvent<T = unknown>(socket: Socket, event: string, timeoutMs = 3000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
+    socket.once(event, (payload: T) => {
+      clearTimeout(timer);
+      resolve(payload);
+    });
+  });
+}
+
+/** Collects every `event` payload the socket receives from now on. */
+export function collect<T = unknown>(socket: Socket, event: string): T[] {
+  const items: T[] = [];
+  socket.on(event, (p: T) => items.push(p));
+  return items;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(
+  fn: () => boolean | Promise<boolean>,
+  timeoutMs = 3000,
+  stepMs = 20,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await sleep(stepMs);
+  }
+  throw new Error('condition not met in time');
+}
+
+export async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`metric ${name} not found`);
+  return Number(line.slice(name.length + 1));
+}
