@@ -1,6 +1,8 @@
 // The operator, in-process, against a real control plane (etcd, kube-apiserver, kube-controller-manager,
 // kube-scheduler): it creates and repairs each room's children, writes status, suspends and resumes,
 // reports what the schema cannot reject, and writes nothing when nothing changes.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -210,4 +212,28 @@ describe('the operator on a real control plane', () => {
       60_000,
     );
   }, 120_000);
+
+  it('runs as a process and exits cleanly on SIGTERM', async () => {
+    const main = path.join(REPO_DIR, 'operator', 'dist', 'main.js');
+    expect(existsSync(main)).toBe(true); // built by `npm test` (npm run build) before jest runs
+    await cluster.kubectl(['create', 'namespace', 'sigterm']);
+    const child = spawn(
+      process.execPath,
+      [main, '--namespaces', 'sigterm', '--health-address', '127.0.0.1:0'],
+      {
+        env: { ...process.env, KUBECONFIG: cluster.kubeconfig },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await eventually('operator started', async () => out.includes('"msg":"operator started"'), 30_000);
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(out).toContain('"msg":"operator stopped"');
+    for (const line of out.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow(); // JSON logs only
+  }, 60_000);
 });
