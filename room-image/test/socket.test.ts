@@ -87,6 +87,10 @@ describe('page and static assets', () => {
         await fetch(`${server.url}/${asset}`, { headers: { 'accept-encoding': 'identity' } })
       ).text();
       expect(res.bytes).toBeLessThan(plain.length / 2);
+      // Its source map is as immutable as the bundle it belongs to.
+      const map = await fetch(`${server.url}/${asset}.map`);
+      expect(map.status).toBe(200);
+      expect(map.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
     }
     expect((await fetch(`${server.url}/nope.js`)).status).toBe(404);
     expect((await fetch(`${server.url}/../package.json`)).status).toBe(404);

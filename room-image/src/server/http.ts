@@ -1,0 +1,94 @@
+/** The express app: page, hashed static assets, health, readiness, metrics and public config. */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import compression from 'compression';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { RoomContext } from './context.js';
+import { recordPresence } from './presence.js';
+
+/** Names esbuild gives hashed bundles and their companions: app-ABCD1234.js, .js.map, .js.LEGAL.txt. */
+const HASHED_ASSET = /-[A-Z0-9]{8}\.(js|css)(\.map|\.LEGAL\.txt)?$/;
+
+function securityHeaders(_req: Request, res: Response, next: NextFunction): void {
+  res.setHeader(
+    'Content-Security-Policy',
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  );
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.setHeader('Permissions-Policy', 'camera=(self), microphone=(self), display-capture=(self)');
+  next();
+}
+
+export function createApp(
+  {
+    config,
+    state,
+    metrics,
+    isShuttingDown,
+  }: Pick<RoomContext, 'config' | 'state' | 'metrics' | 'isShuttingDown'>,
+  publicDir: string,
+): Express {
+  const publicConfig = {
+    room: config.roomName,
+    title: config.title,
+    private: config.viewerKey !== undefined,
+    maxViewers: config.maxViewers,
+    chat: config.chat,
+    // A private room hands its ICE servers (TURN credentials) only to authenticated sockets.
+    iceServers: config.viewerKey === undefined ? config.iceServers : undefined,
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(securityHeaders);
+  app.use(compression());
+  app.get('/healthz', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('text/plain').send('ok\n');
+  });
+  app.get('/readyz', (_req, res) => {
+    const shuttingDown = isShuttingDown();
+    res.setHeader('Cache-Control', 'no-store');
+    res
+      .status(shuttingDown ? 503 : 200)
+      .type('text/plain')
+      .send(shuttingDown ? 'shutting down\n' : 'ready\n');
+  });
+  app.get('/metrics', (_req, res, next) => {
+    state.presence().then((p) => {
+      recordPresence(metrics, p);
+      res.setHeader('Cache-Control', 'no-store');
+      res.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
+    }, next);
+  });
+  app.get('/config.json', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-cache');
+    res.json(publicConfig);
+  });
+  const indexHtml = path.join(publicDir, 'index.html');
+  app.get('/', (_req, res) => {
+    if (!existsSync(indexHtml)) {
+      res.status(503).type('text/plain').send('client bundle not built\n');
+      return;
+    }
+    res.sendFile(indexHtml, { cacheControl: false, headers: { 'Cache-Control': 'no-cache' } });
+  });
+  app.use(
+    express.static(publicDir, {
+      index: false,
+      cacheControl: false,
+      dotfiles: 'ignore',
+      setHeaders: (res, file) => {
+        res.setHeader(
+          'Cache-Control',
+          HASHED_ASSET.test(path.basename(file)) ? 'public, max-age=31536000, immutable' : 'no-cache',
+        );
+      },
+    }),
+  );
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('not found\n');
+  });
+  return app;
+}

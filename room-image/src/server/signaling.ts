@@ -1,0 +1,77 @@
+/**
+ * WebRTC signaling in a star: the broadcaster talks to each viewer, viewers only to the
+ * broadcaster. Also the join/leave side of it: broadcaster takeover and viewer:joined/left.
+ */
+import type { Socket } from 'socket.io';
+import type { RoomContext, SocketData } from './context.js';
+import type { SocketHandlers } from './guard.js';
+import { signalEnvelope, streamStatePayload } from './validate.js';
+
+/** Handles `signal` (relayed to exactly one socket) and `stream:state` (broadcaster only). */
+export function registerSignaling(ctx: RoomContext, socket: Socket, h: SocketHandlers): void {
+  const { state, metrics, io } = ctx;
+  const data = socket.data as SocketData;
+
+  h.handle('signal', async (payload, ack) => {
+    const env = h.check(signalEnvelope(payload), 'signal', ack);
+    if (!env) return;
+    let target: string | undefined;
+    if (data.role === 'broadcaster') {
+      if (env.to === undefined || !(await state.hasViewer(env.to)))
+        return h.reject('unknown_target', 'signal', ack);
+      target = env.to;
+    } else {
+      if (env.to !== undefined) return h.reject('not_allowed', 'signal', ack);
+      target = await state.broadcaster();
+      if (target === undefined) return h.reject('unknown_target', 'signal', ack);
+    }
+    metrics.signalingMessages.add(1);
+    io.to(target).emit('signal', { from: socket.id, pc: env.pc, data: env.data });
+    ack?.({ ok: true });
+  });
+
+  h.handle('stream:state', async (payload, ack) => {
+    const live = h.check(streamStatePayload(payload), 'stream:state', ack);
+    if (live === undefined) return;
+    if (data.role !== 'broadcaster' || !(await state.setLive(socket.id, live))) {
+      return h.reject('not_allowed', 'stream:state', ack);
+    }
+    ctx.publishPresence();
+    ack?.({ ok: true });
+  });
+}
+
+/**
+ * Sends `welcome` and announces the socket: a broadcaster replaces (and disconnects) the previous
+ * one and also gets the viewer ids; a viewer is announced to the broadcaster.
+ */
+export async function joinRoom(ctx: RoomContext, socket: Socket, welcome: object): Promise<void> {
+  const { state, io } = ctx;
+  if ((socket.data as SocketData).role === 'broadcaster') {
+    const previous = await state.setBroadcaster(socket.id);
+    if (previous !== undefined) {
+      io.to(previous).emit('replaced', {});
+      io.in(previous).disconnectSockets(true);
+    }
+    socket.emit('welcome', { ...welcome, viewers: await state.viewerIds() });
+    ctx.log('info', 'broadcaster connected');
+  } else {
+    socket.emit('welcome', welcome);
+    const b = await state.broadcaster();
+    if (b !== undefined) io.to(b).emit('viewer:joined', { id: socket.id });
+  }
+  ctx.publishPresence();
+}
+
+/** Frees a viewer's seat and tells the broadcaster, or clears the broadcaster if still current. */
+export async function leaveRoom(ctx: RoomContext, socket: Socket): Promise<void> {
+  const { state, io } = ctx;
+  if ((socket.data as SocketData).role === 'viewer') {
+    await state.removeViewer(socket.id);
+    const b = await state.broadcaster();
+    if (b !== undefined) io.to(b).emit('viewer:left', { id: socket.id });
+    ctx.publishPresence();
+  } else if (await state.clearBroadcaster(socket.id)) {
+    ctx.publishPresence();
+  }
+}
