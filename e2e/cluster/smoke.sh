@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Smoke-test a cluster started by up.sh:
-#   readyz, version, admin RBAC, Deployment -> ReplicaSet (controller-manager), CRD CEL validation.
+#   readyz, version, admin RBAC, Deployment -> ReplicaSet (controller-manager), CRD CEL validation;
+#   full mode with kwok nodes also: nodes Ready, a Deployment with CPU requests Available, emulated
+#   pod CPU in `kubectl top pods`, an autoscaling/v2 HPA scaling up on high and down on low usage.
 #
 #   e2e/cluster/smoke.sh [--apiserver-only]     # uses $STREAMROOM_CLUSTER_DIR/kubeconfig
 # KUBECTL=... picks the kubectl (default: the cached one from build.sh, else kubectl on PATH).
@@ -19,6 +21,18 @@ if [[ -z "${KUBECTL:-}" ]]; then
 fi
 k() { "$KUBECTL" "$@"; }
 step() { echo "--- $*"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+secs_since() { local ms=$(($(now_ms) - $1)); printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100)); }
+# until_ok <seconds> <what> <command...>: retry every second until the command succeeds (bounded).
+until_ok() {
+  local limit="$1" what="$2" deadline
+  shift 2
+  deadline=$(($(date +%s) + limit))
+  until "$@"; do
+    if (($(date +%s) >= deadline)); then echo "timed out after ${limit}s: $what" >&2; return 1; fi
+    sleep 1
+  done
+}
 NS="smoke-$$"
 
 step "readyz";          [[ "$(k get --raw /readyz)" == ok ]]
@@ -44,6 +58,96 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
   done
   [[ -n "$pods" ]] || { echo "no Pod created by the ReplicaSet" >&2; exit 1; }
   k -n "$NS" get deploy,rs,pods -o wide
+fi
+
+KWOK_NODES=0
+[[ "$APISERVER_ONLY" == 1 ]] || KWOK_NODES="$(k get nodes -l type=kwok -o name | wc -l)"
+if [[ "$KWOK_NODES" -gt 0 ]]; then
+  step "kwok nodes Ready ($KWOK_NODES)"
+  nodes_ready() {
+    [[ "$(k get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+      grep -c '^True$')" == "$KWOK_NODES" ]]
+  }
+  until_ok 30 "all kwok nodes Ready" nodes_ready
+  k get nodes -o wide
+
+  step "deployment with CPU requests -> 3/3 Available on kwok nodes"
+  t=$(now_ms)
+  k -n "$NS" apply -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: load
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: load}}
+  template:
+    metadata:
+      labels: {app: load}
+    spec:
+      containers:
+      - name: main
+        image: registry.k8s.io/pause:3.10
+        resources: {requests: {cpu: 100m, memory: 32Mi}}
+EOF
+  k -n "$NS" wait --for=condition=Available --timeout=30s deploy/load
+  [[ "$(k -n "$NS" get deploy load -o jsonpath='{.status.availableReplicas}')" == 3 ]]
+  echo "3/3 Available in $(secs_since "$t")"
+  k -n "$NS" get pods -l app=load -o wide
+  [[ -z "$(k -n "$NS" get pods -l app=load -o jsonpath='{range .items[?(@.status.podIP=="")]}{.metadata.name}{end}')" ]]
+
+  if k get apiservice v1beta1.metrics.k8s.io >/dev/null 2>&1; then
+    # Emulated usage: kwok reports the pod annotation kwok.x-k8s.io/usage-cpu per container.
+    step "kubectl top pods shows the emulated usage (900m)"
+    t=$(now_ms)
+    k -n "$NS" annotate pods -l app=load kwok.x-k8s.io/usage-cpu=900m --overwrite >/dev/null
+    top_high() { # every load pod reports 850m..950m
+      local out
+      out="$(k -n "$NS" top pods -l app=load --no-headers 2>/dev/null)" || return 1
+      [[ "$(wc -l <<<"$out")" == 3 ]] &&
+        awk '{ v = $2; sub(/m$/, "", v); if (v < 850 || v > 950) bad = 1 } END { exit bad }' <<<"$out"
+    }
+    until_ok 90 "kubectl top pods showing ~900m" top_high
+    echo "usage visible in $(secs_since "$t")"
+    k -n "$NS" top pods -l app=load
+
+    step "HPA (CPU 50%, 1..5) scales up on high usage"
+    t=$(now_ms)
+    k -n "$NS" apply -f - <<'EOF'
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: load
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: load}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {type: Utilization, averageUtilization: 50}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 0
+EOF
+    replicas_are() { # <n>: spec.replicas and available replicas both n
+      [[ "$(k -n "$NS" get deploy load -o jsonpath='{.spec.replicas}/{.status.availableReplicas}')" == "$1/$1" ]]
+    }
+    until_ok 120 "HPA scaling load up to 5" replicas_are 5
+    echo "scaled up 3 -> 5 (Available) in $(secs_since "$t")"
+    k -n "$NS" get hpa load
+
+    step "HPA scales down on low usage"
+    t=$(now_ms)
+    k -n "$NS" annotate pods -l app=load kwok.x-k8s.io/usage-cpu=10m --overwrite >/dev/null
+    until_ok 120 "HPA scaling load down to 1" replicas_are 1
+    echo "scaled down 5 -> 1 in $(secs_since "$t")"
+    k -n "$NS" get hpa load
+    k -n "$NS" delete hpa load --wait=false
+  else
+    echo "--- no metrics.k8s.io APIService: skipping kubectl top / HPA checks"
+  fi
 fi
 
 step "CRD with x-kubernetes-validations (CEL)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler) on 127.0.0.1, from binaries cached by build.sh.
+# kube-scheduler) on 127.0.0.1, from binaries cached by build.sh; in full mode also kwok (simulated
+# nodes that run pods) and metrics-server (pod CPU/memory from kwok, for kubectl top and the HPA).
 #
 #   e2e/cluster/up.sh [--apiserver-only] [--owner-pid PID]
 #   eval "$(e2e/cluster/up.sh)"        # progress goes to stderr, the export line to stdout
@@ -11,7 +12,13 @@
 #   STREAMROOM_APISERVER_ONLY=1 same as --apiserver-only (etcd + kube-apiserver only)
 #   STREAMROOM_CLUSTER_OWNER_PID / --owner-pid: tear the cluster down when this process exits
 #   STREAMROOM_ETCD_PORT, STREAMROOM_ETCD_PEER_PORT, STREAMROOM_APISERVER_PORT,
-#   STREAMROOM_KCM_PORT, STREAMROOM_SCHEDULER_PORT: fixed ports (default: free ports)
+#   STREAMROOM_KCM_PORT, STREAMROOM_SCHEDULER_PORT, STREAMROOM_KWOK_PORT,
+#   STREAMROOM_METRICS_SERVER_PORT: fixed ports (default: free ports)
+#   STREAMROOM_KWOK_NODES       number of simulated nodes kwok-node-1..N (default 2; 0 = no kwok)
+#   STREAMROOM_KWOK_NODE_CPU, STREAMROOM_KWOK_NODE_MEMORY, STREAMROOM_KWOK_NODE_PODS
+#                               capacity of each simulated node (default 32, 128Gi, 110)
+#   STREAMROOM_METRICS_SERVER=0 do not start metrics-server
+#   STREAMROOM_HPA_SYNC_PERIOD  kube-controller-manager --horizontal-pod-autoscaler-sync-period (5s)
 #   STREAMROOM_ADVERTISE_ADDRESS apiserver --advertise-address (default 127.0.0.1, see below)
 #   STREAMROOM_AGGREGATOR_ROUTING apiserver --enable-aggregator-routing (default false: an APIService
 #                               backed by an ExternalName Service "localhost" reaches a host process)
@@ -30,7 +37,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --apiserver-only) APISERVER_ONLY=1 ;;
     --owner-pid) OWNER_PID="$2"; shift ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -45,6 +52,15 @@ SERVICE_IP=10.96.0.1
 # whose pods reach the API through the service) to get the usual lease reconciler.
 ADVERTISE="${STREAMROOM_ADVERTISE_ADDRESS:-127.0.0.1}"
 if [[ "$ADVERTISE" == 127.* ]]; then RECONCILER=none; else RECONCILER=lease; fi
+KWOK_NODES="${STREAMROOM_KWOK_NODES:-2}"
+METRICS_SERVER="${STREAMROOM_METRICS_SERVER:-1}"
+if [[ "$APISERVER_ONLY" == 1 ]]; then KWOK_NODES=0 METRICS_SERVER=0; fi
+# (node i gets podCIDR 10.244.<i>.0/24)
+if ! [[ "$KWOK_NODES" =~ ^[0-9]+$ ]] || ((KWOK_NODES > 250)); then
+  echo "up.sh: STREAMROOM_KWOK_NODES must be a number 0..250" >&2; exit 2
+fi
+# Simulated nodes' InternalIP: kwok serves their kubelet endpoints (metrics) on this address.
+KWOK_NODE_IP=127.0.0.1
 log() { echo "up.sh: $*" >&2; }
 T0=$(date +%s%N)
 elapsed() { local ms=$((($(date +%s%N) - T0) / 1000000)); printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100)); }
@@ -88,6 +104,9 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- binaries
 need=(etcd kube-apiserver)
 [[ "$APISERVER_ONLY" == 1 ]] || need+=(kube-controller-manager kube-scheduler)
+[[ "$KWOK_NODES" == 0 && "$METRICS_SERVER" != 1 ]] || need+=(kubectl)
+[[ "$KWOK_NODES" == 0 ]] || need+=(kwok)
+[[ "$METRICS_SERVER" != 1 ]] || need+=(metrics-server)
 declare -A BIN
 missing=()
 for t in "${need[@]}"; do
@@ -116,12 +135,14 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
     node -e 'const net=require("net");const n=+process.argv[1];const ss=[];const next=()=>{if(ss.length===n){console.log(ss.map(s=>s.address().port).join(" "));ss.forEach(s=>s.close());return}const s=net.createServer();s.listen(0,"127.0.0.1",()=>{ss.push(s);next()})};next()' "$1"
   fi
 }
-read -r p1 p2 p3 p4 p5 <<<"$(free_ports 5)"
+read -r p1 p2 p3 p4 p5 p6 p7 <<<"$(free_ports 7)"
 ETCD_PORT="${STREAMROOM_ETCD_PORT:-$p1}"
 ETCD_PEER_PORT="${STREAMROOM_ETCD_PEER_PORT:-$p2}"
 API_PORT="${STREAMROOM_APISERVER_PORT:-$p3}"
 KCM_PORT="${STREAMROOM_KCM_PORT:-$p4}"
 SCHED_PORT="${STREAMROOM_SCHEDULER_PORT:-$p5}"
+KWOK_PORT="${STREAMROOM_KWOK_PORT:-$p6}"
+MS_PORT="${STREAMROOM_METRICS_SERVER_PORT:-$p7}"
 
 # ---------------------------------------------------------------- certificates
 PKI="$STATE/pki"
@@ -151,6 +172,18 @@ cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-cl
 cert kube-controller-manager ca "/CN=system:kube-controller-manager" clientAuth
 cert kube-scheduler ca "/CN=system:kube-scheduler" clientAuth
 cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
+if [[ "$KWOK_NODES" != 0 ]]; then
+  # kwok's server is the "kubelet" of every simulated node (metrics-server scrapes it over TLS,
+  # verified with our CA); its API client is cluster-admin (like kwokctl's setup)
+  cert kwok-serving ca "/CN=kwok" serverAuth "IP:$KWOK_NODE_IP,DNS:localhost"
+  cert kwok ca "/O=system:masters/CN=kwok-controller" clientAuth
+fi
+if [[ "$METRICS_SERVER" == 1 ]]; then
+  # the aggregator checks the serving cert against <service>.<namespace>.svc
+  cert metrics-server-serving ca "/CN=metrics-server" serverAuth \
+    "DNS:metrics-server.kube-system.svc,DNS:localhost,IP:127.0.0.1"
+  cert metrics-server ca "/O=system:masters/CN=metrics-server" clientAuth
+fi
 key sa
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 chmod 600 "$PKI"/*.key
@@ -182,6 +215,8 @@ EOF
 kubeconfig "$STATE/kubeconfig" admin
 kubeconfig "$STATE/kube-controller-manager.kubeconfig" kube-controller-manager
 kubeconfig "$STATE/kube-scheduler.kubeconfig" kube-scheduler
+[[ "$KWOK_NODES" == 0 ]] || kubeconfig "$STATE/kwok.kubeconfig" kwok
+[[ "$METRICS_SERVER" != 1 ]] || kubeconfig "$STATE/metrics-server.kubeconfig" metrics-server
 
 # ---------------------------------------------------------------- processes
 # Each component runs in its own session/process group (setsid) so down.sh can signal the whole
@@ -272,6 +307,7 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     --cluster-signing-cert-file="$PKI/ca.crt" \
     --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
+    --horizontal-pod-autoscaler-sync-period="${STREAMROOM_HPA_SYNC_PERIOD:-5s}" \
     --profiling=false \
     --v=1
   start kube-scheduler "${BIN[kube-scheduler]}" \
@@ -283,9 +319,76 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     --leader-elect=false \
     --profiling=false \
     --v=1
+  if [[ "$KWOK_NODES" != 0 ]]; then
+    # Stages and metrics emulation come from our config files (kwok/*.yaml), so no kwok CRDs are
+    # installed. Only nodes annotated kwok.x-k8s.io/node=fake are managed.
+    start kwok "${BIN[kwok]}" \
+      --kubeconfig="$STATE/kwok.kubeconfig" \
+      --config="$HERE/kwok/stages.yaml" \
+      --config="$HERE/kwok/metrics.yaml" \
+      --manage-all-nodes=false \
+      --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+      --node-ip="$KWOK_NODE_IP" \
+      --node-port="$KWOK_PORT" \
+      --server-address="127.0.0.1:$KWOK_PORT" \
+      --tls-cert-file="$PKI/kwok-serving.crt" \
+      --tls-private-key-file="$PKI/kwok-serving.key" \
+      --cidr=10.244.0.0/16 \
+      --node-lease-duration-seconds=40
+  fi
+  if [[ "$METRICS_SERVER" == 1 ]]; then
+    # --metric-resolution 10s is metrics-server's minimum (its request timeout must stay below 90%).
+    start metrics-server "${BIN[metrics-server]}" \
+      --kubeconfig="$STATE/metrics-server.kubeconfig" \
+      --authentication-kubeconfig="$STATE/metrics-server.kubeconfig" \
+      --authorization-kubeconfig="$STATE/metrics-server.kubeconfig" \
+      --bind-address=127.0.0.1 \
+      --secure-port="$MS_PORT" \
+      --tls-cert-file="$PKI/metrics-server-serving.crt" \
+      --tls-private-key-file="$PKI/metrics-server-serving.key" \
+      --kubelet-preferred-address-types=InternalIP,Hostname \
+      --kubelet-use-node-status-port \
+      --kubelet-certificate-authority="$PKI/ca.crt" \
+      --metric-resolution=10s \
+      --kubelet-request-timeout=5s \
+      --profiling=false \
+      --v=1
+  fi
+  KUBECTL=("${BIN[kubectl]:-kubectl}" --kubeconfig="$STATE/kubeconfig" --request-timeout=20s)
+  manifests=""
+  for i in $(seq "$KWOK_NODES"); do
+    manifests+="$(sed -e "s|@NAME@|kwok-node-$i|g" -e "s|@POD_CIDR@|10.244.$i.0/24|g" \
+      -e "s|@CPU@|${STREAMROOM_KWOK_NODE_CPU:-32}|g" -e "s|@MEMORY@|${STREAMROOM_KWOK_NODE_MEMORY:-128Gi}|g" \
+      -e "s|@PODS@|${STREAMROOM_KWOK_NODE_PODS:-110}|g" "$HERE/kwok/node.yaml")"$'\n---\n'
+  done
+  if [[ "$METRICS_SERVER" == 1 ]]; then
+    manifests+="$(sed -e "s|@PORT@|$MS_PORT|g" -e "s|@CA_BUNDLE@|$(base64 -w0 <"$PKI/ca.crt")|g" \
+      "$HERE/metrics-server/apiservice.yaml")"
+  fi
+  if [[ -n "$manifests" ]]; then
+    wait_for "kube-system namespace" "${KUBECTL[@]}" get namespace kube-system
+    "${KUBECTL[@]}" create -f - <<<"$manifests" >&2
+  fi
+
   wait_for "kube-controller-manager /healthz" curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
   wait_for "kube-scheduler /readyz" curl -fsSk "https://127.0.0.1:$SCHED_PORT/readyz"
   log "kube-controller-manager (:$KCM_PORT) and kube-scheduler (:$SCHED_PORT) healthy ($(elapsed))"
+  nodes_ready() { # all kwok nodes Ready
+    local n
+    n="$("${KUBECTL[@]}" get nodes -l type=kwok \
+      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')"
+    [[ "$n" == "$KWOK_NODES" ]]
+  }
+  if [[ "$KWOK_NODES" != 0 ]]; then
+    wait_for "kwok /healthz" curl -fsS --cacert "$PKI/ca.crt" "https://127.0.0.1:$KWOK_PORT/healthz"
+    wait_for "$KWOK_NODES kwok nodes Ready" nodes_ready
+    log "kwok (:$KWOK_PORT): $KWOK_NODES nodes Ready ($(elapsed))"
+  fi
+  if [[ "$METRICS_SERVER" == 1 ]]; then
+    wait_for "APIService v1beta1.metrics.k8s.io Available" "${KUBECTL[@]}" wait --timeout=1s \
+      --for=condition=Available apiservice/v1beta1.metrics.k8s.io
+    log "metrics-server (:$MS_PORT) serving metrics.k8s.io ($(elapsed))"
+  fi
 fi
 
 # ---------------------------------------------------------------- watchdog
@@ -302,6 +405,8 @@ export STREAMROOM_APISERVER_URL=https://127.0.0.1:$API_PORT
 export STREAMROOM_ETCD_URL=http://127.0.0.1:$ETCD_PORT
 export STREAMROOM_CA_FILE=$PKI/ca.crt
 EOF
+[[ "$KWOK_NODES" == 0 ]] || echo "export STREAMROOM_KWOK_URL=https://127.0.0.1:$KWOK_PORT" >>"$STATE/env"
+[[ "$METRICS_SERVER" != 1 ]] || echo "export STREAMROOM_METRICS_SERVER_URL=https://127.0.0.1:$MS_PORT" >>"$STATE/env"
 UP_OK=1
 log "cluster up in $(elapsed) (state: $STATE; logs: $STATE/logs; stop: $HERE/down.sh)"
 echo "export KUBECONFIG=$STATE/kubeconfig"

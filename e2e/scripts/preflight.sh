@@ -50,9 +50,13 @@ need_node_modules() {
 }
 
 # The binaries of the local control plane, built once from the Go module proxy and cached.
-CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server)
 build_cluster() {
   need_go
   need_apt openssl openssl
   bash e2e/cluster/build.sh "${CLUSTER_TOOLS[@]}" >&2 || die "building the local Kubernetes failed (see above)"
+  # Use the kubectl built with the cluster (same version as the API server).
+  local kubectl_bin
+  kubectl_bin=$(source e2e/cluster/lib.sh && tool_bin kubectl)
+  export PATH="$(dirname "$kubectl_bin"):$PATH"
 }
