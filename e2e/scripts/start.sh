@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm start`: a local Kubernetes control plane built from source, the StreamRoom CRD, the operator,
-# and examples/basic-room.yaml, then the room's status. `npm stop` tears it all down.
+# `npm start`: a local Kubernetes built from source (control plane, simulated kwok nodes, metrics-server),
+# the StreamRoom CRD, the operator, and examples/basic-room.yaml, then the room's status.
+# `npm stop` tears it all down.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=preflight.sh
@@ -35,7 +36,7 @@ kubectl apply -f examples/basic-room.yaml >&2
 log "waiting for the room's status"
 for _ in $(seq 1 60); do
   phase=$(kubectl get streamroom basic -o jsonpath='{.status.phase}' 2>/dev/null || true)
-  [[ -n "$phase" ]] && break
+  [[ "$phase" == Ready || "$phase" == Failed || "$phase" == Degraded ]] && break
   sleep 1
 done
 kubectl get streamrooms
@@ -46,4 +47,6 @@ echo "Room:     basic (phase ${phase:-unknown})"
 echo "URL:      ${url:-not known yet}"
 echo "Status:   $message"
 echo "Kubeconfig: export KUBECONFIG=$KUBECONFIG"
+echo "Note:     the nodes of this local cluster are simulated (kwok): the room's pods are scheduled and"
+echo "          reported Ready, but no container runs, so nothing answers at the URL yet."
 echo "Stop it:  npm stop"

@@ -84,16 +84,25 @@ describe('the operator on a real control plane', () => {
     expect(Object.keys(secret.data).sort()).toEqual(['broadcasterKey', 'viewerKey']);
     const hpa = await getJson('hpa', 'alpha');
     expect(hpa?.spec).toMatchObject({ minReplicas: 2, maxReplicas: 5 });
-    // No node runs pods here, so the room waits for its pods: Provisioning, with reasons and generation.
-    const status = await eventually('status', async () => {
+    // kwok's nodes run the pods; the HPA raises the Deployment to the room's minimum of 2.
+    const status = await eventually('Ready with 2 replicas', async () => {
       const r = await getJson('streamroom', 'alpha');
-      return r?.status?.phase === 'Provisioning' ? r.status : undefined;
+      return r?.status?.phase === 'Ready' && r.status.ready === '2/2' ? r.status : undefined;
     });
     expect(status).toMatchObject({
       url: 'http://alpha.rooms.svc.cluster.local/',
       observedGeneration: room?.metadata.generation,
       keysSecretName: 'alpha-keys',
+      replicas: 2,
+      readyReplicas: 2,
     });
+    expect(status.conditions.find((c: { type: string }) => c.type === 'Ready')).toMatchObject({
+      status: 'True',
+      reason: 'RoomReady',
+      observedGeneration: room?.metadata.generation,
+    });
+    const table = await cluster.kubectl(['get', 'streamrooms', '-n', NS]);
+    expect(table).toMatch(/^alpha\s+Ready\s+2\/2\s+http:\/\/alpha\.rooms\.svc\.cluster\.local\/\s+\d+s$/m);
     expect(status.conditions.map((c: { type: string }) => c.type)).toEqual([
       'Ready',
       'Available',
@@ -159,7 +168,7 @@ describe('the operator on a real control plane', () => {
     await eventually('hpa back', () => get('hpa', 'alpha', '{.metadata.uid}'));
     await eventually(
       'resumed',
-      async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Provisioning',
+      async () => (await get('streamroom', 'alpha', '{.status.phase}')) === 'Ready',
     );
     expect(Number(await get('deployment', 'alpha', '{.spec.replicas}'))).toBeGreaterThanOrEqual(1);
   }, 30_000);
@@ -186,8 +195,8 @@ describe('the operator on a real control plane', () => {
     ]);
     expect(events).toContain('NameConflict');
     await eventually(
-      'beta provisioned',
-      async () => (await get('streamroom', 'beta', '{.status.phase}')) === 'Provisioning',
+      'beta Ready',
+      async () => (await get('streamroom', 'beta', '{.status.phase}')) === 'Ready',
     );
     // The user's own Service is untouched.
     expect(await get('service', 'taken', '{.metadata.ownerReferences}')).toBe('');
