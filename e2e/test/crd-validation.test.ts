@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { startCluster, REPO_DIR, E2E_DIR, type Cluster } from '../src/cluster.js';
+import { installCrd } from '../src/operator.js';
 
 const EXAMPLES = path.join(REPO_DIR, 'examples');
 const INVALID = path.join(E2E_DIR, 'fixtures', 'invalid');
@@ -21,13 +22,7 @@ let cluster: Cluster;
 
 beforeAll(async () => {
   cluster = await startCluster({ apiserverOnly: true });
-  await cluster.kubectl(['apply', '-f', path.join(REPO_DIR, 'crds')]);
-  await cluster.kubectl([
-    'wait',
-    '--for=condition=Established',
-    'crd/streamrooms.streamroom.dev',
-    '--timeout=30s',
-  ]);
+  await installCrd(cluster);
 }, 180_000);
 
 afterAll(async () => {

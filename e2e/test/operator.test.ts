@@ -5,27 +5,13 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { KubeConfig } from '@kubernetes/client-node';
-import { loadConfig, startOperator, type RunningOperator } from '../../operator/src/index.js';
-import { createLogger } from '../../operator/src/log.js';
+import type { RunningOperator } from '../../operator/src/index.js';
 import { eventually, startCluster, REPO_DIR, type Cluster } from '../src/cluster.js';
+import { eventsOf, installCrd, roomManifest, runOperator } from '../src/operator.js';
 
 const NS = 'rooms';
 let cluster: Cluster;
 let operator: RunningOperator | undefined;
-
-async function runOperator(): Promise<RunningOperator> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig);
-  const config = loadConfig(
-    ['--health-address', '', '--default-image', 'streamroom/room:test', '--workers', '4'],
-    {},
-  );
-  return startOperator(config, {
-    kubeConfig: kc,
-    log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn'),
-  });
-}
 
 const get = async (kind: string, name: string, jsonpath = '{}') => {
   const r = await cluster.kubectlResult(['get', kind, name, '-n', NS, '-o', `jsonpath=${jsonpath}`]);
@@ -36,10 +22,7 @@ const getJson = async (kind: string, name: string) => {
   return out.code === 0 ? (JSON.parse(out.stdout) as Record<string, any>) : undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
 };
 const applyRoom = (name: string, spec: object) =>
-  cluster.kubectl(
-    ['apply', '-n', NS, '-f', '-'],
-    JSON.stringify({ apiVersion: 'streamroom.dev/v1alpha1', kind: 'StreamRoom', metadata: { name }, spec }),
-  );
+  cluster.kubectl(['apply', '-f', '-'], JSON.stringify(roomManifest(name, NS, spec)));
 const patchRoom = (name: string, spec: object) =>
   cluster.kubectl(['patch', 'streamroom', name, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec })]);
 
@@ -53,15 +36,9 @@ async function writesAfterResync(op: RunningOperator): Promise<Record<string, nu
 
 beforeAll(async () => {
   cluster = await startCluster();
-  await cluster.kubectl(['apply', '-f', path.join(REPO_DIR, 'crds')]);
-  await cluster.kubectl([
-    'wait',
-    '--for=condition=Established',
-    'crd/streamrooms.streamroom.dev',
-    '--timeout=30s',
-  ]);
+  await installCrd(cluster);
   await cluster.kubectl(['create', 'namespace', NS]);
-  operator = await runOperator();
+  operator = await runOperator(cluster);
 }, 240_000);
 
 afterAll(async () => {
@@ -109,14 +86,7 @@ describe('the operator on a real control plane', () => {
       'Progressing',
       'Degraded',
     ]);
-    const events = await cluster.kubectl([
-      'get',
-      'events',
-      '-n',
-      NS,
-      '--field-selector',
-      'involvedObject.name=alpha',
-    ]);
+    const events = await eventsOf(cluster, NS, 'alpha');
     expect(events).toContain('Created Deployment alpha');
   }, 60_000);
 
@@ -185,14 +155,7 @@ describe('the operator on a real control plane', () => {
     });
     expect(cond).toMatchObject({ status: 'True', reason: 'NameConflict' });
     expect(cond.message).toContain('Service taken already exists and does not belong to this StreamRoom');
-    const events = await cluster.kubectl([
-      'get',
-      'events',
-      '-n',
-      NS,
-      '--field-selector',
-      'involvedObject.name=taken,type=Warning',
-    ]);
+    const events = await eventsOf(cluster, NS, 'taken', 'Warning');
     expect(events).toContain('NameConflict');
     await eventually(
       'beta Ready',
@@ -204,7 +167,7 @@ describe('the operator on a real control plane', () => {
 
   it('converges after a restart with no duplicates and no writes', async () => {
     await operator?.stop();
-    operator = await runOperator();
+    operator = await runOperator(cluster);
     expect(await writesAfterResync(operator)).toEqual({ apply: 0, delete: 0, status: 0, event: 0 });
     const deployments = await cluster.kubectl(['get', 'deployments', '-n', NS, '-o', 'name']);
     expect(deployments.trim().split('\n').sort()).toEqual(['deployment.apps/alpha', 'deployment.apps/beta']);

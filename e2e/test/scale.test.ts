@@ -1,22 +1,16 @@
 // Rooms at scale on the local cluster: an HPA scales a room's Deployment on the pod CPU that kwok
 // reports (through metrics-server) and back down, with the operator leaving the replica count to it;
 // and 100 rooms applied at once all become Ready.
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { KubeConfig } from '@kubernetes/client-node';
-import { loadConfig, startOperator, type RunningOperator } from '../../operator/src/index.js';
-import { createLogger } from '../../operator/src/log.js';
-import { eventually, startCluster, REPO_DIR, type Cluster } from '../src/cluster.js';
+import type { RunningOperator } from '../../operator/src/index.js';
+import { eventually, startCluster, type Cluster } from '../src/cluster.js';
+import { installCrd, roomManifest, runOperator } from '../src/operator.js';
 
 let cluster: Cluster;
 let operator: RunningOperator | undefined;
 
-const room = (name: string, namespace: string, spec: object = {}) => ({
-  apiVersion: 'streamroom.dev/v1alpha1',
-  kind: 'StreamRoom',
-  metadata: { name, namespace },
-  spec: { image: 'streamroom/room:test', ...spec },
-});
+const room = (name: string, namespace: string, spec: object = {}) =>
+  roomManifest(name, namespace, { image: 'streamroom/room:test', ...spec });
 const jsonpath = async (ns: string, kind: string, name: string, expr: string) =>
   (await cluster.kubectlResult(['get', kind, name, '-n', ns, '-o', `jsonpath=${expr}`])).stdout;
 /** Sets the CPU each matching pod reports through kwok (see e2e/cluster/README.md). */
@@ -34,19 +28,10 @@ const setPodCpu = (ns: string, selector: string, cpu: string) =>
 
 beforeAll(async () => {
   cluster = await startCluster();
-  await cluster.kubectl(['apply', '-f', path.join(REPO_DIR, 'crds')]);
-  await cluster.kubectl([
-    'wait',
-    '--for=condition=Established',
-    'crd/streamrooms.streamroom.dev',
-    '--timeout=30s',
-  ]);
+  await installCrd(cluster);
   await cluster.kubectl(['create', 'namespace', 'hpa']);
   await cluster.kubectl(['create', 'namespace', 'many']);
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig);
-  const config = loadConfig(['--health-address', '', '--workers', '4'], {});
-  operator = await startOperator(config, { kubeConfig: kc, log: createLogger('warn') });
+  operator = await runOperator(cluster);
 }, 240_000);
 
 afterAll(async () => {
