@@ -96,11 +96,22 @@ describe('the operator on a real control plane', () => {
     expect(await writesAfterResync(op)).toEqual(before);
   }, 30_000);
 
-  it('follows spec changes: image, bounds, expose type', async () => {
+  it('follows spec changes: image, resources, bounds, expose type', async () => {
     await patchRoom('alpha', {
       image: 'streamroom/room:2',
+      resources: { requests: { cpu: '250m' }, limits: { cpu: '1', memory: '512Mi' } },
       replicas: { min: 1, max: 3 },
       expose: { type: 'NodePort' },
+    });
+    await eventually('new resources', async () => {
+      const r = await get('deployment', 'alpha', '{.spec.template.spec.containers[0].resources}');
+      return r
+        ? JSON.stringify(JSON.parse(r)) ===
+            JSON.stringify({
+              limits: { cpu: '1', memory: '512Mi' },
+              requests: { cpu: '250m', memory: '512Mi' },
+            })
+        : false;
     });
     await eventually(
       'new image',
@@ -113,10 +124,16 @@ describe('the operator on a real control plane', () => {
   }, 30_000);
 
   it('repairs a deleted child and a changed field it owns, and leaves the replica count to others', async () => {
+    const hpaUid = await get('hpa', 'alpha', '{.metadata.uid}');
     await cluster.kubectl(['delete', 'service', 'alpha', '-n', NS]);
+    await cluster.kubectl(['delete', 'hpa', 'alpha', '-n', NS]);
     await cluster.kubectl(['set', 'image', 'deployment/alpha', '-n', NS, 'room=evil/room:1']);
     await cluster.kubectl(['scale', 'deployment/alpha', '-n', NS, '--replicas=3']); // as the HPA would
     await eventually('service back', () => get('service', 'alpha', '{.metadata.uid}'));
+    await eventually('hpa back', async () => {
+      const uid = await get('hpa', 'alpha', '{.metadata.uid}');
+      return uid !== undefined && uid !== hpaUid;
+    });
     await eventually(
       'image repaired',
       async () =>

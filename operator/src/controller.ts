@@ -17,7 +17,7 @@ import {
   type ChildKind,
 } from './builders.js';
 import type { OperatorConfig } from './config.js';
-import { APPLIED_HASH_ANNOTATION, needsApply, withHash } from './diff.js';
+import { APPLIED_HASH_ANNOTATION, drift, withHash } from './diff.js';
 import { ResilientInformer } from './informer.js';
 import { collectionPath, KubeClient, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
@@ -129,9 +129,10 @@ export class Controller {
   private readonly children: Record<ChildKind, KindCache<KubernetesObject>>;
   private resyncTimer: NodeJS.Timeout | undefined;
   /**
-   * Writes whose watch events the caches may not have delivered yet: what was written, and the
-   * resourceVersion the object had before. While the cache still shows that version, the same write is
-   * not sent again (a reconcile right after a write would otherwise repeat it from a stale cache).
+   * Writes whose watch events the caches may not have delivered yet, per room: what was written, and the
+   * resourceVersion the object had before. Until an event about that object arrives and while the cache
+   * still shows that version, the same write is not sent again (a reconcile right after a write would
+   * otherwise repeat it from a stale cache).
    */
   private readonly recentWrites = new Map<
     string,
@@ -162,21 +163,27 @@ export class Controller {
         this.log.warn('reconcile failed', { room: key, error: errorMessage(err), retryInMs }),
     });
 
-    const enqueueRoom = (room: StreamRoom) => this.queue.add(roomKey(room));
+    const enqueueRoom = (room: StreamRoom) => {
+      this.recentWrites.get(roomKey(room))?.delete('status');
+      this.queue.add(roomKey(room));
+    };
     this.rooms.on('add', enqueueRoom);
     this.rooms.on('update', enqueueRoom);
     this.rooms.on('delete', (room) => {
       this.lastWarning.delete(roomKey(room));
       this.recentWrites.delete(roomKey(room));
     });
-    const enqueueOwner = (obj: KubernetesObject) => {
-      const owner = controllerOf(obj);
-      if (owner) this.queue.add(`${obj.metadata?.namespace ?? ''}/${owner.name}`);
-    };
-    for (const cache of Object.values(this.children)) {
-      cache.on('add', enqueueOwner);
-      cache.on('update', enqueueOwner);
-      cache.on('delete', enqueueOwner);
+    for (const kind of CHILD_KINDS) {
+      const enqueueOwner = (obj: KubernetesObject) => {
+        const owner = controllerOf(obj);
+        if (!owner) return;
+        const key = `${obj.metadata?.namespace ?? ''}/${owner.name}`;
+        this.recentWrites.get(key)?.delete(`${kind}/${obj.metadata?.name}`);
+        this.queue.add(key);
+      };
+      this.children[kind].on('add', enqueueOwner);
+      this.children[kind].on('update', enqueueOwner);
+      this.children[kind].on('delete', enqueueOwner);
     }
   }
 
@@ -245,7 +252,9 @@ export class Controller {
         let current = actual;
         const writeKey = `${kind}/${obj.metadata?.name}`;
         const content = target.metadata?.annotations?.[APPLIED_HASH_ANNOTATION] ?? '';
-        if (needsApply(target, actual) && !this.justWritten(key, writeKey, actual, content)) {
+        const differs = drift(target, actual);
+        if (differs !== undefined && !this.justWritten(key, writeKey, actual, content)) {
+          log.debug('applying child', { room: key, kind, name: obj.metadata?.name, differs });
           current = await this.kube.apply(target);
           this.remember(key, writeKey, actual, content);
           log.info(actual ? 'updated child' : 'created child', { room: key, kind, name: obj.metadata?.name });

@@ -32,35 +32,49 @@ export function withHash<T extends KubernetesObject>(obj: T): T {
  * Lists must have the same length and match element by element. Quantities compare by value.
  */
 export function contains(actual: unknown, desired: unknown): boolean {
-  if (desired === undefined) return true;
+  return difference(actual, desired) === undefined;
+}
+
+/** The path of the first field of `desired` that `actual` lacks or has otherwise; undefined when none. */
+export function difference(actual: unknown, desired: unknown, path = ''): string | undefined {
+  if (desired === undefined) return undefined;
   if (Array.isArray(desired)) {
-    return (
-      Array.isArray(actual) &&
-      actual.length === desired.length &&
-      desired.every((d, i) => contains(actual[i], d))
-    );
+    if (!Array.isArray(actual) || actual.length !== desired.length) return path || '.';
+    for (const [i, d] of desired.entries()) {
+      const diff = difference(actual[i], d, `${path}[${i}]`);
+      if (diff !== undefined) return diff;
+    }
+    return undefined;
   }
   if (desired !== null && typeof desired === 'object') {
-    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
-    return Object.entries(desired).every(([k, v]) => contains((actual as Record<string, unknown>)[k], v));
+    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return path || '.';
+    for (const [k, v] of Object.entries(desired)) {
+      const diff = difference((actual as Record<string, unknown>)[k], v, `${path}.${k}`);
+      if (diff !== undefined) return diff;
+    }
+    return undefined;
   }
-  if (desired === actual) return true;
-  return (
+  if (desired === actual) return undefined;
+  const sameValue =
     (typeof desired === 'string' || typeof desired === 'number') &&
     (typeof actual === 'string' || typeof actual === 'number') &&
     (typeof desired === 'string' || typeof actual === 'string') &&
-    sameQuantity(desired, actual)
-  );
+    sameQuantity(desired, actual);
+  return sameValue ? undefined : path || '.';
 }
 
 /**
- * A child needs applying when it does not exist, when the operator's configuration for it changed since
- * the last apply (a new hash: fields the operator stopped setting must be released), or when someone
- * changed a field the operator sets (drift).
+ * Why a child needs applying, or undefined when it does not: 'missing' when it does not exist, else the
+ * first field that differs. The configuration hash annotation is one of the fields, so a changed
+ * configuration (even one that only drops a field, which must then be released) counts, as does
+ * someone changing a field the operator sets (drift).
  */
-export function needsApply(desiredWithHash: KubernetesObject, actual: KubernetesObject | undefined): boolean {
-  if (!actual) return true;
+export function drift(
+  desiredWithHash: KubernetesObject,
+  actual: KubernetesObject | undefined,
+): string | undefined {
+  if (!actual) return 'missing';
   // Objects from a list carry no apiVersion and kind; only the content counts.
   const { apiVersion: _a, kind: _k, ...content } = desiredWithHash;
-  return !contains(actual, content);
+  return difference(actual, content);
 }

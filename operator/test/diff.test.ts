@@ -1,7 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import { buildDeployment } from '../src/builders.js';
 import { resolveSpec } from '../src/defaults.js';
-import { APPLIED_HASH_ANNOTATION, contains, needsApply, withHash } from '../src/diff.js';
+import { APPLIED_HASH_ANNOTATION, contains, drift, withHash } from '../src/diff.js';
+
+const needsApply = (d: Parameters<typeof drift>[0], a: Parameters<typeof drift>[1]) =>
+  drift(d, a) !== undefined;
 import { parseQuantity, sameQuantity } from '../src/quantity.js';
 import { room } from './fixtures.js';
 
@@ -68,10 +71,12 @@ describe('needsApply', () => {
     expect(needsApply(desired, stored)).toBe(false);
   });
 
-  it('is true when someone changed a field the operator sets', () => {
+  it('is true when someone changed a field the operator sets, and names it', () => {
     const stored = structuredClone(desired);
     (stored.spec?.template.spec?.containers[0] as { image: string }).image = 'other:2';
     expect(needsApply(desired, stored)).toBe(true);
+    expect(drift(desired, stored)).toBe('.spec.template.spec.containers[0].image');
+    expect(drift(desired, undefined)).toBe('missing');
   });
 
   it('is true when the configuration changed, even if only by a removed field', () => {
