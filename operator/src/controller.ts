@@ -257,13 +257,9 @@ export class Controller {
           log.debug('applying child', { room: key, kind, name: obj.metadata?.name, differs });
           current = await this.kube.apply(target);
           this.remember(key, writeKey, actual, content);
-          log.info(actual ? 'updated child' : 'created child', { room: key, kind, name: obj.metadata?.name });
-          await this.record(
-            room,
-            'Normal',
-            actual ? 'Updated' : 'Created',
-            `${actual ? 'Updated' : 'Created'} ${kind} ${obj.metadata?.name}`,
-          );
+          const verb = actual ? 'Updated' : 'Created';
+          log.info(`${verb.toLowerCase()} child`, { room: key, kind, name: obj.metadata?.name });
+          await this.record(room, 'Normal', verb, `${verb} ${kind} ${obj.metadata?.name}`);
         }
         if (kind === 'Deployment') observed.Deployment = current as V1Deployment;
         if (kind === 'Service') observed.Service = current as V1Service;
