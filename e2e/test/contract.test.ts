@@ -1,0 +1,80 @@
+// The operator and the room server agree on the room's environment: what the operator's Deployment
+// sets (secrets resolved as the kubelet would) is exactly what the room server reads.
+import { describe, expect, it } from '@jest/globals';
+import type { V1EnvVar } from '@kubernetes/client-node';
+import {
+  buildDeployment,
+  ROOM_CONTAINER_PORT,
+  TERMINATION_GRACE_SECONDS,
+} from '../../operator/src/builders.js';
+import { resolveSpec } from '../../operator/src/defaults.js';
+import type { StreamRoom, StreamRoomSpec } from '../../operator/src/types.js';
+import { loadConfig } from '../../room-image/src/server/config.js';
+
+const secrets: Record<string, Record<string, string>> = {
+  'launch-keys': { broadcasterKey: 'b-key-0123456789abcdef', viewerKey: 'v-key-0123456789abcdef' },
+  turn: { password: 's3cret-turn' },
+};
+
+/** The environment a kubelet would give the room container. */
+function containerEnv(spec: StreamRoomSpec): Record<string, string> {
+  const room: StreamRoom = {
+    apiVersion: 'streamroom.dev/v1alpha1',
+    kind: 'StreamRoom',
+    metadata: { name: 'launch', namespace: 'events', uid: 'u' },
+    spec,
+  };
+  const container = buildDeployment(room, resolveSpec(room, 'img:1')).spec?.template.spec?.containers[0];
+  const value = (e: V1EnvVar) => {
+    const ref = e.valueFrom?.secretKeyRef;
+    return ref ? secrets[ref.name ?? '']?.[ref.key] : e.value;
+  };
+  return Object.fromEntries((container?.env ?? []).map((e) => [e.name, value(e) ?? '']));
+}
+
+describe('operator to room server contract', () => {
+  it('a private room with chat limits, viewers and a TURN server', () => {
+    const config = loadConfig(
+      containerEnv({
+        title: 'Launch',
+        private: true,
+        maxViewers: 30,
+        chat: { enabled: true, historySize: 10, maxMessageLength: 280, messagesPerMinute: 5 },
+        iceServers: [
+          { urls: ['stun:stun.example.org:3478'] },
+          {
+            urls: ['turn:turn.example.org:3478'],
+            username: 'u',
+            credentialSecretRef: { name: 'turn', key: 'password' },
+          },
+        ],
+      }),
+    );
+    expect(config).toMatchObject({
+      port: ROOM_CONTAINER_PORT,
+      roomName: 'launch',
+      roomNamespace: 'events',
+      title: 'Launch',
+      broadcasterKey: 'b-key-0123456789abcdef',
+      viewerKey: 'v-key-0123456789abcdef',
+      maxViewers: 30,
+      chat: { enabled: true, historySize: 10, maxMessageLength: 280, messagesPerMinute: 5 },
+      iceServers: [
+        { urls: ['stun:stun.example.org:3478'] },
+        { urls: ['turn:turn.example.org:3478'], username: 'u', credential: 's3cret-turn' },
+      ],
+    });
+    expect(config.shutdownTimeoutSeconds).toBeLessThan(TERMINATION_GRACE_SECONDS);
+  });
+
+  it('a public room with every default', () => {
+    const config = loadConfig(containerEnv({}));
+    expect(config).toMatchObject({ title: 'launch', viewerKey: undefined, maxViewers: 20, iceServers: [] });
+    expect(config.chat).toEqual({
+      enabled: true,
+      historySize: 50,
+      maxMessageLength: 500,
+      messagesPerMinute: 20,
+    });
+  });
+});
