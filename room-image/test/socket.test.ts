@@ -91,6 +91,7 @@ describe('page and static assets', () => {
       const map = await fetch(`${server.url}/${asset}.map`);
       expect(map.status).toBe(200);
       expect(map.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+      expect(JSON.parse(await map.text())).toMatchObject({ version: 3 }); // read it: an unread body holds the connection
     }
     expect((await fetch(`${server.url}/nope.js`)).status).toBe(404);
     expect((await fetch(`${server.url}/../package.json`)).status).toBe(404);
