@@ -14,7 +14,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-ALL_TOOLS=(kube-apiserver etcd etcdctl kubectl kube-controller-manager kube-scheduler kwok metrics-server)
+ALL_TOOLS=(kube-apiserver etcd etcdctl kubectl kube-controller-manager kube-scheduler kwok metrics-server helm)
 
 if [[ $# -gt 0 ]]; then TOOLS=("$@"); else TOOLS=("${ALL_TOOLS[@]}"); fi
 
@@ -49,8 +49,20 @@ tool_spec() {
     etcdctl) echo "etcd|go.etcd.io/etcd/etcdctl/v3|go.etcd.io/etcd/etcdctl/v3" ;;
     kwok) echo "kwok|sigs.k8s.io/kwok/cmd/kwok|sigs.k8s.io/kwok" ;;
     metrics-server) echo "metrics-server|sigs.k8s.io/metrics-server/cmd/metrics-server|sigs.k8s.io/metrics-server" ;;
+    helm) echo "helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3" ;;
     *) return 1 ;;
   esac
+}
+
+# as helm's Makefile: its version, and the Kubernetes version `helm lint`/`template` assume by default
+# (client-go v0.X.Y -> 1.X), so Capabilities.KubeVersion matches the client libraries helm was built with.
+helm_ldflags() { # <version e.g. v3.22.0>
+  local v="$1" cg minor
+  cg="$(module_version helm k8s.io/client-go)"
+  minor="${cg#v0.}"; minor="${minor%%.*}"
+  echo "-X helm.sh/helm/v3/internal/version.version=$v -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor" \
+    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 }
 
 tool_ldflags() { # <tool> <version>
@@ -62,6 +74,7 @@ tool_ldflags() { # <tool> <version>
     # as metrics-server's Makefile: only client-go's version package (component-base's must stay
     # the Kubernetes library version, it feeds compatibility/emulation versions)
     metrics-server) k8s_version_ldflags "$v" k8s.io/client-go/pkg/version ;;
+    helm) helm_ldflags "$v" ;;
   esac
 }
 

@@ -21,6 +21,7 @@ tool_works() {
   case "$tool" in
     kubectl) timeout 20 "$bin" version --client >/dev/null 2>&1 ;;
     etcdctl) timeout 20 "$bin" version >/dev/null 2>&1 ;;
+    helm) timeout 20 "$bin" version --short >/dev/null 2>&1 ;;
     *) timeout 20 "$bin" --version >/dev/null 2>&1 ;;
   esac
 }
@@ -34,6 +35,7 @@ tool_bin() {
     etcdctl) moddir=etcd keymod=go.etcd.io/etcd/etcdctl/v3 ;;
     kwok) moddir=kwok keymod=sigs.k8s.io/kwok ;;
     metrics-server) moddir=metrics-server keymod=sigs.k8s.io/metrics-server ;;
+    helm) moddir=helm keymod=helm.sh/helm/v3 ;;
     *) echo "tool_bin: unknown tool $tool" >&2; return 1 ;;
   esac
   echo "$STREAMROOM_BIN/$tool-$(module_version "$moddir" "$keymod")/$tool"

@@ -50,7 +50,7 @@ need_node_modules() {
 }
 
 # The binaries of the local control plane, built once from the Go module proxy and cached.
-CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server)
+CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server helm)
 build_cluster() {
   need_go
   need_apt openssl openssl

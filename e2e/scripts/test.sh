@@ -9,6 +9,7 @@ source e2e/scripts/preflight.sh
 need_node
 need_node_modules
 need_apt chromium chromium
+need_apt lua5.4 lua5.4 # runs the Argo CD health check of examples/gitops
 build_cluster
 
 log "lint and typecheck"

@@ -1,0 +1,91 @@
+{{/* Chart name, or nameOverride. */}}
+{{- define "streamroom-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: fullnameOverride, or <release>-<chart> (just <release> when it already contains the chart name). */}}
+{{- define "streamroom-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "streamroom-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "streamroom-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "streamroom-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "streamroom-operator.labels" -}}
+helm.sh/chart: {{ include "streamroom-operator.chart" . }}
+{{ include "streamroom-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: streamroom
+{{- end }}
+
+{{- define "streamroom-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "streamroom-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "streamroom-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "streamroom-operator.defaultRoomImage" -}}
+{{- default (printf "streamroom/room:%s" .Chart.AppVersion) .Values.defaultRoomImage }}
+{{- end }}
+
+{{/*
+The rules the operator needs in each namespace it watches, read from operator/src (kube.ts, controller.ts):
+- streamrooms: informers list and watch them (get for kubectl-like reads and future use);
+- streamrooms/status: a JSON merge patch of the status;
+- streamrooms/finalizers update: children carry an ownerReference with blockOwnerDeletion, which clusters
+  running the OwnerReferencesPermissionEnforcement admission plugin only allow to who can update the
+  owner's finalizers;
+- children (Secret, Service, Deployment, HPA, Ingress): informers list and watch them, the reconciler
+  reads one missing from the cache (get), writes with server-side apply (patch; applying an object that
+  does not exist yet is authorized as create) and deletes the HPA when suspended or the Ingress when
+  expose.type changes (delete);
+- events: create (the Events of `kubectl describe streamroom`).
+*/}}
+{{- define "streamroom-operator.rules" -}}
+- apiGroups: [streamroom.dev]
+  resources: [streamrooms]
+  verbs: [get, list, watch]
+- apiGroups: [streamroom.dev]
+  resources: [streamrooms/status]
+  verbs: [patch]
+- apiGroups: [streamroom.dev]
+  resources: [streamrooms/finalizers]
+  verbs: [update]
+- apiGroups: ['']
+  resources: [secrets, services]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: ['']
+  resources: [events]
+  verbs: [create]
+{{- end }}

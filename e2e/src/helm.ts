@@ -1,0 +1,114 @@
+// Helm for the chart tests: the `helm` on PATH, else the one e2e/cluster/build.sh builds from the Go
+// module proxy (built on first use, then cached like the cluster's other tools).
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { E2E_DIR, REPO_DIR, type Cluster } from './cluster.js';
+
+const run = promisify(execFile);
+export const CHART_DIR = path.join(REPO_DIR, 'charts', 'streamroom-operator');
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Path of a working helm: on PATH, or the cached build (building it when missing). */
+export async function helmBinary(): Promise<string> {
+  if (spawnSync('helm', ['version', '--short'], { stdio: 'ignore' }).status === 0) return 'helm';
+  const build = path.join(E2E_DIR, 'cluster', 'build.sh');
+  try {
+    await run('bash', [build, 'helm'], { maxBuffer: 16 << 20 });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    throw new Error(`e2e/cluster/build.sh helm failed:\n${e.stdout ?? ''}${e.stderr ?? String(err)}`);
+  }
+  const probe = spawnSync('bash', ['-c', `source "${E2E_DIR}/cluster/lib.sh" && tool_bin helm`], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0) throw new Error(`cannot locate the built helm: ${probe.stderr}`);
+  return probe.stdout.trim();
+}
+
+/** A helm runner against the cluster, with its config, cache and data kept in the cluster's state dir. */
+export function helmFor(binary: string, cluster: Cluster) {
+  const home = path.join(cluster.dir, 'helm');
+  for (const d of ['config', 'cache', 'data']) mkdirSync(path.join(home, d), { recursive: true });
+  const env = {
+    ...process.env,
+    KUBECONFIG: cluster.kubeconfig,
+    HELM_CONFIG_HOME: path.join(home, 'config'),
+    HELM_CACHE_HOME: path.join(home, 'cache'),
+    HELM_DATA_HOME: path.join(home, 'data'),
+  };
+  const result = (args: string[]) =>
+    new Promise<Result>((resolve) => {
+      execFile(binary, args, { env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      );
+    });
+  return {
+    result,
+    /** Runs helm; resolves with stdout, rejects with stderr. */
+    async run(args: string[]): Promise<string> {
+      const r = await result(args);
+      if (r.code !== 0) throw new Error(`helm ${args.join(' ')}: ${r.stderr.trim()}`);
+      return r.stdout;
+    },
+  };
+}
+
+/**
+ * A KubeConfig that talks to the cluster as a ServiceAccount: the cluster's server and CA with a token
+ * from `kubectl create token` (what the operator's pod would get), so the API server applies exactly the
+ * RBAC the chart grants.
+ */
+export async function serviceAccountKubeConfig(
+  cluster: Cluster,
+  namespace: string,
+  serviceAccount: string,
+): Promise<KubeConfig> {
+  const token = (
+    await cluster.kubectl(['create', 'token', serviceAccount, '-n', namespace, '--duration', '1h'])
+  ).trim();
+  const admin = new KubeConfig();
+  admin.loadFromFile(cluster.kubeconfig);
+  const c = admin.getCurrentCluster();
+  if (!c) throw new Error(`no current cluster in ${cluster.kubeconfig}`);
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [
+      {
+        name: 'e2e',
+        server: c.server,
+        skipTLSVerify: false,
+        ...(c.caData ? { caData: c.caData } : {}),
+        ...(c.caFile ? { caFile: c.caFile } : {}),
+      },
+    ],
+    users: [{ name: serviceAccount, token }],
+    contexts: [{ name: 'sa', cluster: 'e2e', user: serviceAccount }],
+    currentContext: 'sa',
+  });
+  return kc;
+}
+
+/** `kubectl auth can-i` as a ServiceAccount: true for "yes", false for "no". */
+export async function canI(
+  cluster: Cluster,
+  sa: { namespace: string; name: string },
+  args: string[],
+): Promise<boolean> {
+  const r = await cluster.kubectlResult([
+    'auth',
+    'can-i',
+    ...args,
+    `--as=system:serviceaccount:${sa.namespace}:${sa.name}`,
+  ]);
+  if (r.stdout.trim() === 'yes') return true;
+  if (r.stdout.trim() === 'no') return false;
+  throw new Error(`kubectl auth can-i ${args.join(' ')}: ${r.stderr.trim() || r.stdout.trim()}`);
+}
