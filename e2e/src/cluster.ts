@@ -17,7 +17,7 @@ export interface Cluster {
   /** Runs kubectl; resolves with stdout, rejects with an Error whose message is stderr. */
   kubectl(args: string[], input?: string): Promise<string>;
   /** Runs kubectl and returns its exit code and output, whatever they are. */
-  kubectlResult(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  kubectlResult(args: string[], input?: string): Promise<CommandResult>;
   stop(): Promise<void>;
 }
 
@@ -26,12 +26,39 @@ export interface ClusterOptions {
   apiserverOnly?: boolean;
 }
 
-function kubectlBinary(): string {
-  // Prefer the kubectl built with the cluster (same version); fall back to one on PATH.
-  const probe = spawnSync('bash', ['-c', `source "${CLUSTER}/lib.sh" && tool_bin kubectl`], {
+/** What a finished command returned. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to its end, whatever its exit code, optionally feeding it standard input. */
+export function runCommand(
+  binary: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  input?: string,
+): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = execFile(binary, args, { env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+/** Path of a tool cached by e2e/cluster/build.sh (whether or not it is built yet), or undefined. */
+export function cachedTool(tool: string): string | undefined {
+  const probe = spawnSync('bash', ['-c', `source "${CLUSTER}/lib.sh" && tool_bin ${tool}`], {
     encoding: 'utf8',
   });
-  const built = probe.status === 0 ? probe.stdout.trim() : '';
+  return probe.status === 0 ? probe.stdout.trim() || undefined : undefined;
+}
+
+function kubectlBinary(): string {
+  // Prefer the kubectl built with the cluster (same version); fall back to one on PATH.
+  const built = cachedTool('kubectl');
   return built && spawnSync(built, ['version', '--client'], { stdio: 'ignore' }).status === 0
     ? built
     : 'kubectl';
@@ -52,17 +79,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   readFileSync(kubeconfig); // fails clearly when up.sh did not write it
   const kubectlPath = kubectlBinary();
   const kenv = { ...process.env, KUBECONFIG: kubeconfig };
-  const kubectlResult = (kargs: string[], input?: string) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = execFile(
-        kubectlPath,
-        kargs,
-        { env: kenv, maxBuffer: 16 << 20 },
-        (error, stdout, stderr) =>
-          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-      );
-      if (input !== undefined) child.stdin?.end(input);
-    });
+  const kubectlResult = (kargs: string[], input?: string) => runCommand(kubectlPath, kargs, kenv, input);
   return {
     dir,
     kubeconfig,

@@ -5,16 +5,10 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { E2E_DIR, REPO_DIR, type Cluster } from './cluster.js';
+import { cachedTool, E2E_DIR, REPO_DIR, runCommand, type Cluster } from './cluster.js';
 
 const run = promisify(execFile);
 export const CHART_DIR = path.join(REPO_DIR, 'charts', 'streamroom-operator');
-
-export interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Path of a working helm: on PATH, or the cached build (building it when missing). */
 export async function helmBinary(): Promise<string> {
@@ -26,11 +20,9 @@ export async function helmBinary(): Promise<string> {
     const e = err as { stdout?: string; stderr?: string };
     throw new Error(`e2e/cluster/build.sh helm failed:\n${e.stdout ?? ''}${e.stderr ?? String(err)}`);
   }
-  const probe = spawnSync('bash', ['-c', `source "${E2E_DIR}/cluster/lib.sh" && tool_bin helm`], {
-    encoding: 'utf8',
-  });
-  if (probe.status !== 0) throw new Error(`cannot locate the built helm: ${probe.stderr}`);
-  return probe.stdout.trim();
+  const built = cachedTool('helm');
+  if (!built) throw new Error('cannot locate the helm that e2e/cluster/build.sh built');
+  return built;
 }
 
 /** A helm runner against the cluster, with its config, cache and data kept in the cluster's state dir. */
@@ -44,12 +36,7 @@ export function helmFor(binary: string, cluster: Cluster) {
     HELM_CACHE_HOME: path.join(home, 'cache'),
     HELM_DATA_HOME: path.join(home, 'data'),
   };
-  const result = (args: string[]) =>
-    new Promise<Result>((resolve) => {
-      execFile(binary, args, { env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-      );
-    });
+  const result = (args: string[]) => runCommand(binary, args, env);
   return {
     result,
     /** Runs helm; resolves with stdout, rejects with stderr. */

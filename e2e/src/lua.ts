@@ -2,7 +2,8 @@
 // Argo CD runs these scripts in gopher-lua (Lua 5.1) with the resource as the global `obj`; here the
 // object is turned into a Lua table constructor and the script is run as a function body by lua5.4
 // (Debian package lua5.4), so a script that works here uses nothing newer than Lua 5.1 offers.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { runCommand } from './cluster.js';
 
 export function luaBinary(): string | undefined {
   for (const bin of ['lua5.4', 'lua5.3', 'lua']) {
@@ -29,21 +30,17 @@ export interface Health {
 }
 
 /** Runs the health script with `obj` set to the object; resolves with what it returned. */
-export function runHealthCheck(lua: string, script: string, obj: unknown): Promise<Health> {
+export async function runHealthCheck(lua: string, script: string, obj: unknown): Promise<Health> {
   const program = [
     `obj = ${toLua(obj)}`,
     `local function health()\n${script}\nend`,
     'local hs = health()',
     'io.write(tostring(hs.status), "\\n", hs.message ~= nil and tostring(hs.message) or "")',
   ].join('\n');
-  return new Promise((resolve, reject) => {
-    const child = execFile(lua, ['-'], (error, stdout, stderr) => {
-      if (error) return reject(new Error(`${lua} failed: ${stderr || String(error)}`));
-      const nl = stdout.indexOf('\n');
-      const status = stdout.slice(0, nl);
-      const message = stdout.slice(nl + 1);
-      resolve(message ? { status, message } : { status });
-    });
-    child.stdin?.end(program);
-  });
+  const r = await runCommand(lua, ['-'], process.env, program);
+  if (r.code !== 0) throw new Error(`${lua} failed: ${r.stderr}`);
+  const nl = r.stdout.indexOf('\n');
+  const status = r.stdout.slice(0, nl);
+  const message = r.stdout.slice(nl + 1);
+  return message ? { status, message } : { status };
 }

@@ -15,12 +15,21 @@ export async function installCrd(cluster: Cluster): Promise<void> {
   ]);
 }
 
-/** The operator in this process, against the cluster; STREAMROOM_TEST_LOG=debug shows its logs. */
-export function runOperator(cluster: Cluster): Promise<RunningOperator> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig);
-  const config = loadConfig(['--health-address', '', '--default-image', 'streamroom/room:test'], {});
-  return startOperator(config, {
+/**
+ * The operator in this process, against the cluster (as its admin, or with the given KubeConfig), with
+ * extra flags; STREAMROOM_TEST_LOG=debug shows its logs.
+ */
+export function runOperator(
+  cluster: Cluster,
+  options: { kubeConfig?: KubeConfig; args?: string[] } = {},
+): Promise<RunningOperator> {
+  let kc = options.kubeConfig;
+  if (!kc) {
+    kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+  }
+  const args = ['--health-address', '', '--default-image', 'streamroom/room:test', ...(options.args ?? [])];
+  return startOperator(loadConfig(args, {}), {
     kubeConfig: kc,
     log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn'),
   });

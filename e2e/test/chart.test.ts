@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { parse } from 'yaml';
-import { loadConfig, startOperator, type RunningOperator } from '../../operator/src/index.js';
-import { createLogger } from '../../operator/src/log.js';
+import { loadConfig, type RunningOperator } from '../../operator/src/index.js';
 import { eventually, startCluster, REPO_DIR, type Cluster } from '../src/cluster.js';
 import { CHART_DIR, canI, helmBinary, helmFor, serviceAccountKubeConfig } from '../src/helm.js';
 import { luaBinary, runHealthCheck } from '../src/lua.js';
+import { roomManifest, runOperator } from '../src/operator.js';
 
 const RELEASE_NS = 'streamroom-system';
 const TEAMS = ['team-a', 'team-b'];
@@ -31,22 +31,14 @@ const getJson = async (kind: string, name: string, ns: string): Promise<Obj | un
   return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
 };
 
-const roomYaml = (name: string, ns: string, spec: object) =>
-  JSON.stringify({
-    apiVersion: 'streamroom.dev/v1alpha1',
-    kind: 'StreamRoom',
-    metadata: { name, namespace: ns },
-    spec,
-  });
+const roomYaml = (name: string, ns: string, spec: object) => JSON.stringify(roomManifest(name, ns, spec));
 
 /** The operator in this process, authenticated as the chart's ServiceAccount. */
 async function operatorAs(serviceAccount: string, namespaces: string[]): Promise<RunningOperator> {
   const kc = await serviceAccountKubeConfig(cluster, RELEASE_NS, serviceAccount);
-  const args = ['--health-address', '', '--default-image', 'streamroom/room:test', '--workers', '4'];
-  if (namespaces.length) args.push('--namespaces', namespaces.join(','));
-  const op = await startOperator(loadConfig(args, {}), {
+  const op = await runOperator(cluster, {
     kubeConfig: kc,
-    log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'error'),
+    args: namespaces.length ? ['--namespaces', namespaces.join(',')] : [],
   });
   operators.push(op);
   return op;
