@@ -3,6 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import {
+  backplaneFor,
   buildDeployment,
   ROOM_CONTAINER_PORT,
   TERMINATION_GRACE_SECONDS,
@@ -12,7 +13,11 @@ import type { StreamRoom, StreamRoomSpec } from '../../operator/src/types.js';
 import { loadConfig } from '../../room-image/src/server/config.js';
 
 const secrets: Record<string, Record<string, string>> = {
-  'launch-keys': { broadcasterKey: 'b-key-0123456789abcdef', viewerKey: 'v-key-0123456789abcdef' },
+  'launch-keys': {
+    broadcasterKey: 'b-key-0123456789abcdef',
+    viewerKey: 'v-key-0123456789abcdef',
+    redisUrl: 'redis://:pw@launch-redis:6379',
+  },
   turn: { password: 's3cret-turn' },
 };
 
@@ -24,7 +29,9 @@ function containerEnv(spec: StreamRoomSpec): Record<string, string> {
     metadata: { name: 'launch', namespace: 'events', uid: 'u' },
     spec,
   };
-  const container = buildDeployment(room, resolveSpec(room, 'img:1')).spec?.template.spec?.containers[0];
+  const resolved = resolveSpec(room, 'img:1');
+  const backplane = backplaneFor(resolved, { defaultImage: 'img:1' });
+  const container = buildDeployment(room, resolved, backplane).spec?.template.spec?.containers[0];
   const value = (e: V1EnvVar) => {
     const ref = e.valueFrom?.secretKeyRef;
     return ref ? secrets[ref.name ?? '']?.[ref.key] : e.value;

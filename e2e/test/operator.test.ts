@@ -47,18 +47,29 @@ afterAll(async () => {
 }, 60_000);
 
 describe('the operator on a real control plane', () => {
-  it('creates the Secret, Deployment, Service and HPA of a room, owned by it, and writes status', async () => {
+  it('creates the Secret, Deployment, Service, HPA and Redis of a room, owned by it, and writes status', async () => {
     await applyRoom('alpha', { title: 'Alpha', private: true, replicas: { min: 2, max: 5 } });
     const room = await getJson('streamroom', 'alpha');
     const uid = room?.metadata.uid as string;
-    for (const kind of ['deployment', 'service', 'hpa']) {
-      const child = await eventually(`${kind} alpha`, () => getJson(kind, 'alpha'));
+    for (const [kind, name] of [
+      ['deployment', 'alpha'],
+      ['service', 'alpha'],
+      ['hpa', 'alpha'],
+      ['deployment', 'alpha-redis'],
+      ['service', 'alpha-redis'],
+    ] as const) {
+      const child = await eventually(`${kind} ${name}`, () => getJson(kind, name));
       expect(child.metadata.ownerReferences).toEqual([
         expect.objectContaining({ kind: 'StreamRoom', name: 'alpha', uid, controller: true }),
       ]);
     }
     const secret = await eventually('secret', () => getJson('secret', 'alpha-keys'));
-    expect(Object.keys(secret.data).sort()).toEqual(['broadcasterKey', 'viewerKey']);
+    expect(Object.keys(secret.data).sort()).toEqual([
+      'broadcasterKey',
+      'redisPassword',
+      'redisUrl',
+      'viewerKey',
+    ]);
     const hpa = await getJson('hpa', 'alpha');
     expect(hpa?.spec).toMatchObject({ minReplicas: 2, maxReplicas: 5 });
     // kwok's nodes run the pods; the HPA raises the Deployment to the room's minimum of 2.
@@ -85,6 +96,7 @@ describe('the operator on a real control plane', () => {
       'Available',
       'Progressing',
       'Degraded',
+      'BackplaneReady',
     ]);
     const events = await eventsOf(cluster, NS, 'alpha');
     expect(events).toContain('Created Deployment alpha');
@@ -122,6 +134,31 @@ describe('the operator on a real control plane', () => {
     await eventually('new bounds', async () => (await get('hpa', 'alpha', '{.spec.maxReplicas}')) === '3');
     await eventually('NodePort', async () => (await get('service', 'alpha', '{.spec.type}')) === 'NodePort');
   }, 30_000);
+
+  it('gives a room its own Redis only while it can scale out', async () => {
+    await applyRoom('gamma', { replicas: { min: 1, max: 1 } });
+    const env = async () =>
+      (await get('deployment', 'gamma', '{.spec.template.spec.containers[0].env[*].name}')) ?? '';
+    await eventually(
+      'gamma Ready',
+      async () => (await get('streamroom', 'gamma', '{.status.phase}')) === 'Ready',
+    );
+    expect(await get('deployment', 'gamma-redis')).toBeUndefined();
+    expect(await env()).not.toContain('ROOM_REDIS_URL');
+    await patchRoom('gamma', { replicas: { max: 2 } });
+    await eventually('Redis of gamma', () => get('service', 'gamma-redis', '{.spec.ports[0].port}'));
+    await eventually('room told where Redis is', async () => (await env()).includes('ROOM_REDIS_URL'));
+    await eventually(
+      'backplane ready',
+      async () =>
+        (await get('streamroom', 'gamma', '{.status.conditions[?(@.type=="BackplaneReady")].reason}')) ===
+        'RedisReady',
+    );
+    await patchRoom('gamma', { replicas: { max: 1 } });
+    await eventually('Redis removed', async () => (await get('deployment', 'gamma-redis')) === undefined);
+    await eventually('env without Redis', async () => !(await env()).includes('ROOM_REDIS_URL'));
+    await cluster.kubectl(['delete', 'streamroom', 'gamma', '-n', NS]);
+  }, 60_000);
 
   it('repairs a deleted child and a changed field it owns, and leaves the replica count to others', async () => {
     const hpaUid = await get('hpa', 'alpha', '{.metadata.uid}');
@@ -196,7 +233,12 @@ describe('the operator on a real control plane', () => {
     operator = await runOperator(cluster);
     expect(await writesAfterResync(operator)).toEqual({ apply: 0, delete: 0, status: 0, event: 0 });
     const deployments = await cluster.kubectl(['get', 'deployments', '-n', NS, '-o', 'name']);
-    expect(deployments.trim().split('\n').sort()).toEqual(['deployment.apps/alpha', 'deployment.apps/beta']);
+    expect(deployments.trim().split('\n').sort()).toEqual([
+      'deployment.apps/alpha',
+      'deployment.apps/alpha-redis',
+      'deployment.apps/beta',
+      'deployment.apps/beta-redis',
+    ]);
   }, 60_000);
 
   it('leaves cleanup to the garbage collector when a room is deleted', async () => {

@@ -21,10 +21,42 @@ export const TERMINATION_GRACE_SECONDS = 30;
 export const ROOM_SHUTDOWN_TIMEOUT_SECONDS = 20;
 export const BROADCASTER_KEY = 'broadcasterKey';
 export const VIEWER_KEY = 'viewerKey';
+/** Password of a room's own Redis, in the keys Secret. */
+export const REDIS_PASSWORD_KEY = 'redisPassword';
+/** The Redis URL (with its password) the room server connects to, in the keys Secret. */
+export const REDIS_URL_KEY = 'redisUrl';
+export const REDIS_PORT = 6379;
+/** Redis image for rooms' own backplanes when the operator is not told otherwise. */
+export const DEFAULT_REDIS_IMAGE = 'redis:7.4-alpine';
 
 export interface BuildOptions {
   /** Room image used when the StreamRoom does not name one. */
   defaultImage: string;
+  /** Image of a room's own Redis (the backplane of a room that can run several replicas). */
+  redisImage?: string;
+  /** A Redis every multi-replica room shares (with a key prefix of its own) instead of running its own. */
+  sharedRedisUrl?: string;
+}
+
+/**
+ * How a room's replicas share chat, presence and signaling: not at all (a room of at most one replica),
+ * through a Redis of its own (Deployment and Service `<room>-redis`), or through the operator's shared
+ * Redis with a key prefix per room.
+ */
+export type Backplane = { mode: 'none' } | { mode: 'dedicated' } | { mode: 'shared'; url: string };
+
+export function backplaneFor(spec: ResolvedSpec, options: BuildOptions): Backplane {
+  if (spec.replicas.max <= 1) return { mode: 'none' };
+  return options.sharedRedisUrl ? { mode: 'shared', url: options.sharedRedisUrl } : { mode: 'dedicated' };
+}
+
+export function redisName(roomName: string): string {
+  return `${roomName}-redis`;
+}
+
+/** The key prefix a room uses in Redis; unique per room, so rooms can share one Redis. */
+export function redisKeyPrefix(room: StreamRoom): string {
+  return `streamroom:${room.metadata.namespace}:${room.metadata.name}:`;
 }
 
 export function keysSecretName(roomName: string): string {
@@ -90,7 +122,7 @@ function secretEnv(name: string, secret: string, key: string, optional = false):
 }
 
 /** Environment of the room server container: the contract between operator and room image. */
-export function roomEnv(room: StreamRoom, spec: ResolvedSpec): V1EnvVar[] {
+export function roomEnv(room: StreamRoom, spec: ResolvedSpec, backplane: Backplane): V1EnvVar[] {
   const secret = keysSecretName(room.metadata.name);
   const env: V1EnvVar[] = [
     { name: 'PORT', value: String(ROOM_CONTAINER_PORT) },
@@ -121,10 +153,16 @@ export function roomEnv(room: StreamRoom, spec: ResolvedSpec): V1EnvVar[] {
     }
   });
   env.push({ name: 'SHUTDOWN_TIMEOUT_SECONDS', value: String(ROOM_SHUTDOWN_TIMEOUT_SECONDS) });
+  if (backplane.mode !== 'none') {
+    env.push(secretEnv('ROOM_REDIS_URL', secret, REDIS_URL_KEY), {
+      name: 'ROOM_REDIS_KEY_PREFIX',
+      value: redisKeyPrefix(room),
+    });
+  }
   return env;
 }
 
-export function buildDeployment(room: StreamRoom, spec: ResolvedSpec): V1Deployment {
+export function buildDeployment(room: StreamRoom, spec: ResolvedSpec, backplane: Backplane): V1Deployment {
   const labels = roomLabels(room, spec.image);
   const deployment: V1Deployment = {
     apiVersion: 'apps/v1',
@@ -152,7 +190,7 @@ export function buildDeployment(room: StreamRoom, spec: ResolvedSpec): V1Deploym
               name: 'room',
               image: spec.image,
               ports: [{ name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' }],
-              env: roomEnv(room, spec),
+              env: roomEnv(room, spec, backplane),
               resources: spec.resources,
               readinessProbe: {
                 httpGet: { path: '/readyz', port: 'http' },
@@ -198,7 +236,8 @@ export function buildService(room: StreamRoom, spec: ResolvedSpec): V1Service {
           ...(type === 'NodePort' && spec.expose.nodePort ? { nodePort: spec.expose.nodePort } : {}),
         },
       ],
-      // socket.io's long-polling fallback needs every request of one client to reach one replica.
+      // Clients use WebSocket, which needs no affinity (replicas share state through the backplane);
+      // ClientIP affinity also keeps socket.io's long-polling fallback on one replica.
       sessionAffinity: 'ClientIP',
     },
   };
@@ -261,13 +300,120 @@ export function buildIngress(room: StreamRoom, spec: ResolvedSpec): V1Ingress {
   };
 }
 
+/** Labels of a room's Redis: its own name, so the room's selectors never pick its pods. */
+export function redisSelectorLabels(room: StreamRoom): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'streamroom-redis',
+    'app.kubernetes.io/instance': room.metadata.name,
+  };
+}
+
+function redisMeta(room: StreamRoom, image: string) {
+  const version = imageTag(image);
+  return {
+    name: redisName(room.metadata.name),
+    namespace: room.metadata.namespace,
+    labels: {
+      ...redisSelectorLabels(room),
+      'app.kubernetes.io/component': 'backplane',
+      'app.kubernetes.io/part-of': 'streamroom',
+      [MANAGED_BY_LABEL]: MANAGED_BY,
+      ...(version ? { 'app.kubernetes.io/version': version } : {}),
+    },
+    ownerReferences: [ownerReference(room)],
+  };
+}
+
 /**
- * The room's Secret: its broadcaster key and, for a private room, its viewer key. Keys that already exist
- * are kept as they are (never rotated by a reconcile); only missing ones are generated.
+ * A room's own Redis: one replica, in memory only (chat history and presence live no longer than the
+ * room's pods), password from the room's Secret, bounded memory, non-root on a read-only filesystem.
+ * The arguments suit the official image (its entrypoint runs redis-server with them) and any image whose
+ * entrypoint is redis-server.
+ */
+export function buildRedisDeployment(room: StreamRoom, spec: ResolvedSpec, image: string): V1Deployment {
+  const secret = keysSecretName(room.metadata.name);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: redisMeta(room, image),
+    spec: {
+      replicas: spec.suspend ? 0 : 1,
+      selector: { matchLabels: redisSelectorLabels(room) },
+      // Never two Redis at once: the room's replicas must all meet in the same one.
+      strategy: { type: 'Recreate' },
+      template: {
+        metadata: { labels: redisMeta(room, image).labels },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 999,
+            runAsGroup: 999,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'redis',
+              image,
+              args: [
+                '--port',
+                String(REDIS_PORT),
+                '--requirepass',
+                '$(REDIS_PASSWORD)',
+                '--save',
+                '',
+                '--appendonly',
+                'no',
+                '--dir',
+                '/data',
+                '--maxmemory',
+                '96mb',
+                '--maxmemory-policy',
+                'noeviction',
+              ],
+              env: [secretEnv('REDIS_PASSWORD', secret, REDIS_PASSWORD_KEY)],
+              ports: [{ name: 'redis', containerPort: REDIS_PORT, protocol: 'TCP' }],
+              resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+              readinessProbe: { tcpSocket: { port: 'redis' }, periodSeconds: 5 },
+              livenessProbe: { tcpSocket: { port: 'redis' }, periodSeconds: 10, failureThreshold: 3 },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [{ name: 'data', mountPath: '/data' }],
+            },
+          ],
+          volumes: [{ name: 'data', emptyDir: { sizeLimit: '64Mi' } }],
+        },
+      },
+    },
+  };
+}
+
+export function buildRedisService(room: StreamRoom, image: string): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: redisMeta(room, image),
+    spec: {
+      type: 'ClusterIP',
+      selector: redisSelectorLabels(room),
+      ports: [{ name: 'redis', port: REDIS_PORT, targetPort: 'redis', protocol: 'TCP' }],
+    },
+  };
+}
+
+/**
+ * The room's Secret: its broadcaster key, for a private room its viewer key, and for a room with a
+ * backplane the Redis URL (and the password of its own Redis). Keys that already exist are kept as they
+ * are (never rotated by a reconcile); only missing ones are generated.
  */
 export function buildKeysSecret(
   room: StreamRoom,
   spec: ResolvedSpec,
+  backplane: Backplane,
   existing: V1Secret | undefined,
   generateKey: () => string,
 ): V1Secret {
@@ -275,9 +421,17 @@ export function buildKeysSecret(
   const keep = (key: string) => {
     const current = existing?.data?.[key];
     data[key] = current ? current : Buffer.from(generateKey()).toString('base64');
+    return Buffer.from(data[key], 'base64').toString();
   };
   keep(BROADCASTER_KEY);
   if (spec.private || existing?.data?.[VIEWER_KEY]) keep(VIEWER_KEY);
+  if (backplane.mode === 'dedicated') {
+    const password = keep(REDIS_PASSWORD_KEY);
+    const url = `redis://:${encodeURIComponent(password)}@${redisName(room.metadata.name)}:${REDIS_PORT}`;
+    data[REDIS_URL_KEY] = Buffer.from(url).toString('base64');
+  } else if (backplane.mode === 'shared') {
+    data[REDIS_URL_KEY] = Buffer.from(backplane.url).toString('base64');
+  }
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -300,10 +454,11 @@ export const CHILD_KINDS: readonly ChildKind[] = [
 
 export interface DesiredChildren {
   spec: ResolvedSpec;
+  backplane: Backplane;
   /** Objects to apply, in order. */
   apply: KubernetesObject[];
-  /** Kinds of child this room must not have (they are deleted when present). */
-  absent: ChildKind[];
+  /** Children this room must not have (they are deleted when present). */
+  absent: { kind: ChildKind; name: string }[];
 }
 
 /** Everything a room wants, given its existing Secret (whose keys are kept). */
@@ -314,15 +469,20 @@ export function desiredChildren(
   generateKey: () => string,
 ): DesiredChildren {
   const spec = resolveSpec(room, options.defaultImage);
-  const apply: KubernetesObject[] = [
-    buildKeysSecret(room, spec, existingSecret, generateKey),
-    buildDeployment(room, spec),
-    buildService(room, spec),
-  ];
-  const absent: ChildKind[] = [];
-  if (spec.suspend) absent.push('HorizontalPodAutoscaler');
+  const backplane = backplaneFor(spec, options);
+  const name = room.metadata.name;
+  const apply: KubernetesObject[] = [buildKeysSecret(room, spec, backplane, existingSecret, generateKey)];
+  const absent: DesiredChildren['absent'] = [];
+  if (backplane.mode === 'dedicated') {
+    const image = options.redisImage ?? DEFAULT_REDIS_IMAGE;
+    apply.push(buildRedisDeployment(room, spec, image), buildRedisService(room, image));
+  } else {
+    absent.push({ kind: 'Deployment', name: redisName(name) }, { kind: 'Service', name: redisName(name) });
+  }
+  apply.push(buildDeployment(room, spec, backplane), buildService(room, spec));
+  if (spec.suspend) absent.push({ kind: 'HorizontalPodAutoscaler', name });
   else apply.push(buildHpa(room, spec));
   if (spec.expose.type === 'Ingress') apply.push(buildIngress(room, spec));
-  else absent.push('Ingress');
-  return { spec, apply, absent };
+  else absent.push({ kind: 'Ingress', name });
+  return { spec, backplane, apply, absent };
 }

@@ -1,5 +1,6 @@
 // Operator configuration from command-line flags, then environment variables, then defaults.
 import { parseArgs } from 'node:util';
+import { DEFAULT_REDIS_IMAGE } from './builders.js';
 import type { LogLevel } from './log.js';
 
 export interface OperatorConfig {
@@ -18,16 +19,29 @@ export interface OperatorConfig {
   nodeAddress?: string;
   /** host:port of the health and metrics endpoint; empty disables it. */
   healthAddress: string;
+  /** Image of the Redis a multi-replica room runs as its backplane. */
+  redisImage: string;
+  /** A Redis all multi-replica rooms share (key prefix per room) instead of one Redis each. */
+  sharedRedisUrl?: string;
   /** Path of a kubeconfig; when empty the usual lookup ($KUBECONFIG, ~/.kube/config, in-cluster). */
   kubeconfig?: string;
 }
 
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
+export { DEFAULT_REDIS_IMAGE } from './builders.js';
 
 const FLAGS = {
   'default-image': {
     env: 'STREAMROOM_DEFAULT_IMAGE',
     help: `room image when a StreamRoom names none (${DEFAULT_ROOM_IMAGE})`,
+  },
+  'redis-image': {
+    env: 'STREAMROOM_REDIS_IMAGE',
+    help: `Redis image of a multi-replica room's own backplane (${DEFAULT_REDIS_IMAGE})`,
+  },
+  'shared-redis-url': {
+    env: 'STREAMROOM_SHARED_REDIS_URL',
+    help: 'redis:// or rediss:// URL of a Redis all multi-replica rooms share (default: one Redis per room)',
   },
   namespaces: { env: 'STREAMROOM_NAMESPACES', help: 'comma-separated namespaces to watch (default: all)' },
   workers: { env: 'STREAMROOM_WORKERS', help: 'rooms reconciled in parallel (4)' },
@@ -97,9 +111,23 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     }
   }
   const nodeAddress = get('node-address');
+  const sharedRedisUrl = get('shared-redis-url');
+  if (sharedRedisUrl) {
+    let protocol;
+    try {
+      protocol = new URL(sharedRedisUrl).protocol;
+    } catch {
+      protocol = undefined;
+    }
+    if (protocol !== 'redis:' && protocol !== 'rediss:') {
+      throw new Error('--shared-redis-url must be a redis:// or rediss:// URL');
+    }
+  }
   const kubeconfig = get('kubeconfig');
   return {
     defaultImage: get('default-image') || DEFAULT_ROOM_IMAGE,
+    redisImage: get('redis-image') || DEFAULT_REDIS_IMAGE,
+    ...(sharedRedisUrl ? { sharedRedisUrl } : {}),
     namespaces,
     workers: integer('workers', get('workers') ?? '4', 1, 64),
     logLevel,

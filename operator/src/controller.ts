@@ -14,6 +14,7 @@ import {
   MANAGED_BY_LABEL,
   desiredChildren,
   keysSecretName,
+  redisName,
   type ChildKind,
 } from './builders.js';
 import type { OperatorConfig } from './config.js';
@@ -21,7 +22,7 @@ import { APPLIED_HASH_ANNOTATION, drift, withHash } from './diff.js';
 import { ResilientInformer } from './informer.js';
 import { collectionPath, KubeClient, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
-import { canonical, computeStatus, statusChanged } from './status.js';
+import { canonical, computeStatus, statusChanged, type ObservedState } from './status.js';
 import { WorkQueue } from './workqueue.js';
 import { API_VERSION, KIND, PLURAL, roomKey, type StreamRoom } from './types.js';
 
@@ -233,15 +234,24 @@ export class Controller {
     this.stats.reconciles++;
     const log = this.log;
     let spec;
-    const observed: { Deployment?: V1Deployment; Service?: V1Service } = {};
+    let backplane;
+    const observed: { Deployment?: V1Deployment; Service?: V1Service; redis?: V1Deployment } = {};
     try {
       const secretName = keysSecretName(name);
       const cachedSecret = this.children.Secret.get(secretName, namespace) as V1Secret | undefined;
       const existingSecret = cachedSecret && ownedBy(cachedSecret, room) ? cachedSecret : undefined;
-      const desired = desiredChildren(room, { defaultImage: this.config.defaultImage }, existingSecret, () =>
-        randomBytes(24).toString('base64url'),
+      const desired = desiredChildren(
+        room,
+        {
+          defaultImage: this.config.defaultImage,
+          redisImage: this.config.redisImage,
+          ...(this.config.sharedRedisUrl ? { sharedRedisUrl: this.config.sharedRedisUrl } : {}),
+        },
+        existingSecret,
+        () => randomBytes(24).toString('base64url'),
       );
       spec = desired.spec;
+      backplane = desired.backplane.mode;
       // Check every name first, so that a room whose names are taken creates nothing at all.
       const actuals = [];
       for (const obj of desired.apply) actuals.push(await this.ownedChild(room, obj.kind as ChildKind, obj));
@@ -261,21 +271,24 @@ export class Controller {
           log.info(`${verb.toLowerCase()} child`, { room: key, kind, name: obj.metadata?.name });
           await this.record(room, 'Normal', verb, `${verb} ${kind} ${obj.metadata?.name}`);
         }
-        if (kind === 'Deployment') observed.Deployment = current as V1Deployment;
-        if (kind === 'Service') observed.Service = current as V1Service;
+        const childName = obj.metadata?.name;
+        if (kind === 'Deployment' && childName === name) observed.Deployment = current as V1Deployment;
+        if (kind === 'Deployment' && childName === redisName(name)) observed.redis = current as V1Deployment;
+        if (kind === 'Service' && childName === name) observed.Service = current as V1Service;
       }
-      for (const kind of desired.absent) {
-        const actual = this.children[kind].get(name, namespace);
+      for (const { kind, name: childName } of desired.absent) {
+        const actual = this.children[kind].get(childName, namespace);
         if (actual && ownedBy(actual, room)) {
           await this.kube.delete({ ...actual, apiVersion: CHILDREN[kind].apiVersion, kind });
-          log.info('deleted child', { room: key, kind, name });
-          await this.record(room, 'Normal', 'Deleted', `Deleted ${kind} ${name}`);
+          log.info('deleted child', { room: key, kind, name: childName });
+          await this.record(room, 'Normal', 'Deleted', `Deleted ${kind} ${childName}`);
         }
       }
       const nodeAddress =
         spec.expose.type === 'NodePort' ? (this.config.nodeAddress ?? (await this.nodeAddress())) : undefined;
       await this.writeStatus(room, {
         spec,
+        backplane,
         ...observed,
         ...(nodeAddress ? { nodeAddress } : {}),
       });
@@ -285,9 +298,9 @@ export class Controller {
       const reason = err instanceof ReconcileError ? err.reason : 'ReconcileFailed';
       const message = errorMessage(err);
       await this.record(room, 'Warning', reason, message, true);
-      if (spec) {
-        await this.writeStatus(room, { spec, ...observed, error: { reason, message } }).catch((e: unknown) =>
-          log.warn('could not write status', { room: key, error: errorMessage(e) }),
+      if (spec && backplane) {
+        await this.writeStatus(room, { spec, backplane, ...observed, error: { reason, message } }).catch(
+          (e: unknown) => log.warn('could not write status', { room: key, error: errorMessage(e) }),
         );
       }
       throw err;
@@ -320,9 +333,11 @@ export class Controller {
   private async writeStatus(
     room: StreamRoom,
     s: {
-      spec: NonNullable<Parameters<typeof computeStatus>[0]['spec']>;
+      spec: ObservedState['spec'];
+      backplane: ObservedState['backplane'];
       Deployment?: V1Deployment;
       Service?: V1Service;
+      redis?: V1Deployment;
       nodeAddress?: string;
       error?: { reason: string; message: string };
     },
@@ -330,6 +345,8 @@ export class Controller {
     const status = computeStatus({
       room,
       spec: s.spec,
+      backplane: s.backplane,
+      ...(s.redis ? { redis: s.redis } : {}),
       ...(s.Deployment ? { deployment: s.Deployment } : {}),
       ...(s.Service ? { service: s.Service } : {}),
       ...(s.nodeAddress ? { nodeAddress: s.nodeAddress } : {}),

@@ -1,12 +1,17 @@
 // Pure status computation: what the room's children look like -> the StreamRoom's status.
 import type { V1Condition, V1Deployment, V1Service } from '@kubernetes/client-node';
+import type { Backplane } from './builders.js';
 import type { ResolvedSpec } from './defaults.js';
 import type { Phase, StreamRoom, StreamRoomStatus } from './types.js';
 
 export interface ObservedState {
   room: StreamRoom;
   spec: ResolvedSpec;
+  /** How the room's replicas share state (see builders.backplaneFor). */
+  backplane: Backplane['mode'];
   deployment?: V1Deployment;
+  /** The room's own Redis, for a room with a dedicated backplane. */
+  redis?: V1Deployment;
   service?: V1Service;
   /** Address of a node, for NodePort rooms. */
   nodeAddress?: string;
@@ -26,7 +31,7 @@ function withPort(scheme: string, host: string, port: number): string {
 
 /** The URL viewers open, or undefined while it is not known yet (a load balancer without an address). */
 export function roomUrl(
-  s: Omit<ObservedState, 'now' | 'error' | 'deployment' | 'keysSecretName'>,
+  s: Pick<ObservedState, 'room' | 'spec' | 'service' | 'nodeAddress' | 'clusterDomain'>,
 ): string | undefined {
   const { room, spec } = s;
   switch (spec.expose.type) {
@@ -50,7 +55,7 @@ export function roomUrl(
   }
 }
 
-type ConditionType = 'Ready' | 'Available' | 'Progressing' | 'Degraded';
+type ConditionType = 'Ready' | 'Available' | 'Progressing' | 'Degraded' | 'BackplaneReady';
 type Cond = { status: 'True' | 'False' | 'Unknown'; reason: string; message: string };
 
 function deploymentCondition(d: V1Deployment | undefined, type: string) {
@@ -59,7 +64,7 @@ function deploymentCondition(d: V1Deployment | undefined, type: string) {
 
 interface Assessment {
   phase: Phase;
-  conditions: Record<ConditionType, Cond>;
+  conditions: Record<Exclude<ConditionType, 'BackplaneReady'>, Cond>;
 }
 
 const T = (reason: string, message: string): Cond => ({ status: 'True', reason, message });
@@ -135,7 +140,10 @@ function assess(s: ObservedState, url: string | undefined, desired: number, read
     };
   }
   if (ready === 0) {
-    const msg = `Waiting for the room's pods to become ready: ${counts}.`;
+    const msg =
+      backplaneCondition(s).status === 'False'
+        ? `Waiting for the room's Redis backplane, then for its pods to become ready: ${counts}.`
+        : `Waiting for the room's pods to become ready: ${counts}.`;
     return {
       phase: 'Provisioning',
       conditions: {
@@ -172,6 +180,26 @@ function assess(s: ObservedState, url: string | undefined, desired: number, read
   };
 }
 
+/** Whether the room's replicas can share chat, presence and signaling. */
+export function backplaneCondition(s: Pick<ObservedState, 'backplane' | 'redis' | 'spec'>): Cond {
+  switch (s.backplane) {
+    case 'none':
+      return T('NotNeeded', 'A room of at most one replica needs no backplane.');
+    case 'shared':
+      return T(
+        'SharedRedis',
+        "The room's replicas share the operator's Redis, with a key prefix of their own.",
+      );
+    case 'dedicated': {
+      if (s.spec.suspend) return F('Suspended', 'The room is suspended; so is its Redis.');
+      const available = s.redis?.status?.availableReplicas ?? 0;
+      return available > 0
+        ? T('RedisReady', "The room's own Redis is running.")
+        : F('RedisNotReady', "Waiting for the room's own Redis to become available.");
+    }
+  }
+}
+
 /**
  * Conditions as metav1.Condition: lastTransitionTime changes only when a condition's status changes.
  */
@@ -201,6 +229,7 @@ export function computeStatus(s: ObservedState): StreamRoomStatus {
   const desired = s.spec.suspend ? 0 : (s.deployment?.spec?.replicas ?? s.spec.replicas.min);
   const ready = s.deployment?.status?.readyReplicas ?? 0;
   const { phase, conditions } = assess(s, url, desired, ready);
+  const all: Record<ConditionType, Cond> = { ...conditions, BackplaneReady: backplaneCondition(s) };
   const generation = s.room.metadata.generation;
   return {
     phase,
@@ -210,7 +239,7 @@ export function computeStatus(s: ObservedState): StreamRoomStatus {
     readyReplicas: ready,
     ready: `${ready}/${desired}`,
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
-    conditions: mergeConditions(s.room.status?.conditions, conditions, generation, s.now),
+    conditions: mergeConditions(s.room.status?.conditions, all, generation, s.now),
   };
 }
 

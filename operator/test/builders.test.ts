@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import type { V1Secret } from '@kubernetes/client-node';
+import type { V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import {
   buildDeployment,
   buildHpa,
@@ -15,13 +15,14 @@ import { room } from './fixtures.js';
 
 const IMAGE = 'registry.example/streamroom/room:1.2.3';
 const opts = { defaultImage: IMAGE };
+const NONE = { mode: 'none' } as const;
 let n = 0;
 const key = () => `generated-key-${++n}`;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('buildDeployment', () => {
   const r = room({ title: 'Launch party' });
-  const d = buildDeployment(r, resolveSpec(r, IMAGE));
+  const d = buildDeployment(r, resolveSpec(r, IMAGE), NONE);
   const pod = d.spec?.template.spec;
   const container = pod?.containers[0];
 
@@ -29,7 +30,7 @@ describe('buildDeployment', () => {
     expect(container?.image).toBe(IMAGE);
     const pinned = room({ image: 'example/room:9' });
     expect(
-      buildDeployment(pinned, resolveSpec(pinned, IMAGE)).spec?.template.spec?.containers[0]?.image,
+      buildDeployment(pinned, resolveSpec(pinned, IMAGE), NONE).spec?.template.spec?.containers[0]?.image,
     ).toBe('example/room:9');
   });
 
@@ -57,7 +58,7 @@ describe('buildDeployment', () => {
     });
     expect(env.find((e) => e.name === 'ROOM_VIEWER_KEY')).toBeUndefined();
     const priv = room({ private: true });
-    const privEnv = roomEnv(priv, resolveSpec(priv, IMAGE));
+    const privEnv = roomEnv(priv, resolveSpec(priv, IMAGE), NONE);
     expect(privEnv.find((e) => e.name === 'ROOM_VIEWER_KEY')?.valueFrom?.secretKeyRef).toEqual({
       name: 'demo-keys',
       key: 'viewerKey',
@@ -93,7 +94,7 @@ describe('buildDeployment', () => {
         },
       ],
     });
-    const env = roomEnv(r2, resolveSpec(r2, IMAGE));
+    const env = roomEnv(r2, resolveSpec(r2, IMAGE), NONE);
     expect(JSON.parse(env.find((e) => e.name === 'ICE_SERVERS')?.value ?? '')).toEqual([
       { urls: ['stun:stun.example.org:3478'] },
       { urls: ['turn:turn.example.org:3478'], username: 'u' },
@@ -132,7 +133,7 @@ describe('buildDeployment', () => {
   it('leaves the replica count to the HPA, and sets zero when suspended', () => {
     expect(d.spec && 'replicas' in d.spec).toBe(false);
     const s = room({ suspend: true });
-    expect(buildDeployment(s, resolveSpec(s, IMAGE)).spec?.replicas).toBe(0);
+    expect(buildDeployment(s, resolveSpec(s, IMAGE), NONE).spec?.replicas).toBe(0);
   });
 
   it('runs as non-root on a read-only root filesystem', () => {
@@ -235,11 +236,11 @@ describe('buildService and buildIngress', () => {
 describe('buildKeysSecret', () => {
   it('generates a broadcaster key, and a viewer key for a private room', () => {
     const pub = room();
-    expect(Object.keys(buildKeysSecret(pub, resolveSpec(pub, IMAGE), undefined, key).data ?? {})).toEqual([
-      'broadcasterKey',
-    ]);
+    expect(
+      Object.keys(buildKeysSecret(pub, resolveSpec(pub, IMAGE), NONE, undefined, key).data ?? {}),
+    ).toEqual(['broadcasterKey']);
     const priv = room({ private: true });
-    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), undefined, key);
+    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), NONE, undefined, key);
     expect(Object.keys(s.data ?? {}).sort()).toEqual(['broadcasterKey', 'viewerKey']);
     expect(s.data?.broadcasterKey).not.toBe(s.data?.viewerKey);
     expect(s.metadata?.name).toBe('demo-keys');
@@ -248,12 +249,12 @@ describe('buildKeysSecret', () => {
   it('never rotates an existing key', () => {
     const existing: V1Secret = { data: { broadcasterKey: b64('keep-me') } };
     const priv = room({ private: true });
-    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), existing, key);
+    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), NONE, existing, key);
     expect(s.data?.broadcasterKey).toBe(b64('keep-me'));
     expect(s.data?.viewerKey).toMatch(/.+/);
     // Made public again, the room keeps its viewer key so that going private later restores old links.
     const pub = room();
-    const again = buildKeysSecret(pub, resolveSpec(pub, IMAGE), s, key);
+    const again = buildKeysSecret(pub, resolveSpec(pub, IMAGE), NONE, s, key);
     expect(again.data).toEqual(s.data);
   });
 });
@@ -263,17 +264,30 @@ describe('desiredChildren', () => {
     const d = desiredChildren(room(), opts, undefined, key);
     expect(d.apply.map((o) => o.kind)).toEqual([
       'Secret',
+      'Deployment', // the room's Redis (a room of up to 10 replicas needs a backplane)
+      'Service',
       'Deployment',
       'Service',
       'HorizontalPodAutoscaler',
     ]);
-    expect(d.absent).toEqual(['Ingress']);
+    expect(d.absent).toContainEqual({ kind: 'Ingress', name: 'demo' });
   });
 
   it('wants no HPA and zero replicas when suspended', () => {
     const d = desiredChildren(room({ suspend: true }), opts, undefined, key);
-    expect(d.apply.map((o) => o.kind)).toEqual(['Secret', 'Deployment', 'Service']);
-    expect(d.absent).toEqual(['HorizontalPodAutoscaler', 'Ingress']);
+    expect(d.apply.map((o) => `${o.kind}/${o.metadata?.name}`)).toEqual([
+      'Secret/demo-keys',
+      'Deployment/demo-redis',
+      'Service/demo-redis',
+      'Deployment/demo',
+      'Service/demo',
+    ]);
+    expect(d.absent).toEqual([
+      { kind: 'HorizontalPodAutoscaler', name: 'demo' },
+      { kind: 'Ingress', name: 'demo' },
+    ]);
+    const redis = d.apply[1] as V1Deployment;
+    expect(redis.spec?.replicas).toBe(0);
   });
 
   it('adds an Ingress for expose type Ingress', () => {
@@ -285,6 +299,88 @@ describe('desiredChildren', () => {
     );
     expect(d.apply.map((o) => o.kind)).toContain('Ingress');
     expect(d.absent).toEqual([]);
+  });
+});
+
+describe('backplane', () => {
+  const b64decode = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString();
+  const names = (d: ReturnType<typeof desiredChildren>) =>
+    d.apply.map((o) => `${o.kind}/${o.metadata?.name}`);
+  const roomContainer = (d: ReturnType<typeof desiredChildren>) =>
+    (d.apply.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'demo') as V1Deployment).spec
+      ?.template.spec?.containers[0];
+
+  it('is not needed by a room of at most one replica', () => {
+    const d = desiredChildren(room({ replicas: { min: 1, max: 1 } }), opts, undefined, key);
+    expect(d.backplane).toEqual({ mode: 'none' });
+    expect(names(d)).not.toContain('Deployment/demo-redis');
+    expect(d.absent).toEqual(
+      expect.arrayContaining([
+        { kind: 'Deployment', name: 'demo-redis' },
+        { kind: 'Service', name: 'demo-redis' },
+      ]),
+    );
+    expect(roomContainer(d)?.env?.map((e) => e.name)).not.toContain('ROOM_REDIS_URL');
+    expect(Object.keys((d.apply[0] as V1Secret).data ?? {})).toEqual(['broadcasterKey']);
+  });
+
+  it("is a Redis of the room's own, behind a password from its Secret, when it can scale out", () => {
+    const d = desiredChildren(room(), { ...opts, redisImage: 'example/redis:7' }, undefined, key);
+    expect(d.backplane).toEqual({ mode: 'dedicated' });
+    expect(names(d)).toEqual([
+      'Secret/demo-keys',
+      'Deployment/demo-redis',
+      'Service/demo-redis',
+      'Deployment/demo',
+      'Service/demo',
+      'HorizontalPodAutoscaler/demo',
+    ]);
+    const secret = d.apply[0] as V1Secret;
+    const password = b64decode(secret.data?.redisPassword);
+    expect(password).toMatch(/^generated-key-\d+$/);
+    expect(b64decode(secret.data?.redisUrl)).toBe(`redis://:${password}@demo-redis:6379`);
+
+    const redis = d.apply[1] as V1Deployment;
+    const pod = redis.spec?.template.spec;
+    expect(redis.spec?.replicas).toBe(1);
+    expect(redis.spec?.strategy?.type).toBe('Recreate');
+    expect(pod?.containers[0]?.image).toBe('example/redis:7');
+    expect(pod?.containers[0]?.args).toEqual(expect.arrayContaining(['--requirepass', '$(REDIS_PASSWORD)']));
+    expect(pod?.containers[0]?.env).toEqual([
+      { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'demo-keys', key: 'redisPassword' } } },
+    ]);
+    expect(pod?.securityContext?.runAsNonRoot).toBe(true);
+    expect(pod?.containers[0]?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(pod?.containers[0]?.resources?.requests).toBeDefined();
+    // The room's selector must never pick the Redis pod.
+    const roomSelector = (d.apply[3] as V1Deployment).spec?.selector.matchLabels ?? {};
+    const redisLabels = pod ? (redis.spec?.template.metadata?.labels ?? {}) : {};
+    expect(Object.entries(roomSelector).every(([k, v]) => redisLabels[k] === v)).toBe(false);
+    expect((d.apply[2] as V1Service).spec?.selector).toEqual(redis.spec?.selector.matchLabels);
+
+    expect(roomContainer(d)?.env).toEqual(
+      expect.arrayContaining([
+        { name: 'ROOM_REDIS_URL', valueFrom: { secretKeyRef: { name: 'demo-keys', key: 'redisUrl' } } },
+        { name: 'ROOM_REDIS_KEY_PREFIX', value: 'streamroom:team-a:demo:' },
+      ]),
+    );
+    // The password survives reconciles.
+    const again = desiredChildren(room(), opts, secret, key);
+    expect((again.apply[0] as V1Secret).data).toEqual(secret.data);
+  });
+
+  it("is the operator's shared Redis, with the room's own key prefix, when configured", () => {
+    const url = 'rediss://user:pw@redis.shared.svc:6380/2';
+    const d = desiredChildren(room(), { ...opts, sharedRedisUrl: url }, undefined, key);
+    expect(d.backplane).toEqual({ mode: 'shared', url });
+    expect(names(d)).not.toContain('Deployment/demo-redis');
+    const secret = d.apply[0] as V1Secret;
+    expect(b64decode(secret.data?.redisUrl)).toBe(url);
+    expect(secret.data?.redisPassword).toBeUndefined();
+    expect(roomContainer(d)?.env).toContainEqual({
+      name: 'ROOM_REDIS_KEY_PREFIX',
+      value: 'streamroom:team-a:demo:',
+    });
   });
 });
 

@@ -1,10 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
-import { DEFAULT_ROOM_IMAGE, loadConfig, usage } from '../src/config.js';
+import { DEFAULT_REDIS_IMAGE, DEFAULT_ROOM_IMAGE, loadConfig, usage } from '../src/config.js';
 
 describe('loadConfig', () => {
   it('has defaults for everything', () => {
     expect(loadConfig([], {})).toEqual({
       defaultImage: DEFAULT_ROOM_IMAGE,
+      redisImage: DEFAULT_REDIS_IMAGE,
       namespaces: [],
       workers: 4,
       logLevel: 'info',
@@ -38,8 +39,19 @@ describe('loadConfig', () => {
     [['--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
     [['--namespaces', 'Bad_NS'], /"Bad_NS" is not a valid namespace name/],
     [['--no-such-flag'], /Unknown option '--no-such-flag'/],
+    [
+      ['--shared-redis-url', 'http://redis:6379'],
+      /--shared-redis-url must be a redis:\/\/ or rediss:\/\/ URL/,
+    ],
+    [['--shared-redis-url', 'not a url'], /--shared-redis-url/],
   ])('rejects %j with a clear message', (argv, message) => {
     expect(() => loadConfig(argv, {})).toThrow(message);
+  });
+
+  it('takes a shared Redis URL', () => {
+    expect(loadConfig(['--shared-redis-url', 'redis://:pw@redis.infra:6379/1'], {})).toMatchObject({
+      sharedRedisUrl: 'redis://:pw@redis.infra:6379/1',
+    });
   });
 
   it('documents every flag with its environment variable', () => {

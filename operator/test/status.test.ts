@@ -36,6 +36,7 @@ function observe(spec: StreamRoomSpec, extra: Partial<ObservedState> = {}): Obse
   return {
     room: r,
     spec: resolveSpec(r, 'img:1'),
+    backplane: 'none',
     clusterDomain: 'cluster.local',
     keysSecretName: 'demo-keys',
     now: NOW,
@@ -61,7 +62,7 @@ describe('computeStatus phases', () => {
     expect(cond(s, 'Available')?.status).toBe('False');
   });
 
-  it('Ready with the URL, counts, observedGeneration and all four conditions', () => {
+  it('Ready with the URL, counts, observedGeneration and all five conditions', () => {
     const s = computeStatus(observe({}, { deployment: deployment({ replicas: 2 }) }));
     expect(s).toMatchObject({
       phase: 'Ready',
@@ -77,12 +78,36 @@ describe('computeStatus phases', () => {
       ['Available', 'True'],
       ['Progressing', 'False'],
       ['Degraded', 'False'],
+      ['BackplaneReady', 'True'],
     ]);
     for (const c of s.conditions ?? []) {
       expect(c.reason).toMatch(/^[A-Z][A-Za-z]+$/);
       expect(c.message.length).toBeGreaterThan(5);
       expect(c.lastTransitionTime).toEqual(NOW);
     }
+  });
+
+  it("waits for a room's own Redis and says so in BackplaneReady and the Ready message", () => {
+    const waiting = computeStatus(
+      observe({}, { backplane: 'dedicated', deployment: deployment({ replicas: 2, ready: 0 }) }),
+    );
+    expect(waiting.phase).toBe('Provisioning');
+    expect(cond(waiting, 'BackplaneReady')).toMatchObject({ status: 'False', reason: 'RedisNotReady' });
+    expect(cond(waiting, 'Ready')?.message).toMatch(/Redis backplane/);
+    const ready = computeStatus(
+      observe(
+        {},
+        {
+          backplane: 'dedicated',
+          redis: deployment({ replicas: 1 }),
+          deployment: deployment({ replicas: 2 }),
+        },
+      ),
+    );
+    expect(ready.phase).toBe('Ready');
+    expect(cond(ready, 'BackplaneReady')).toMatchObject({ status: 'True', reason: 'RedisReady' });
+    const shared = computeStatus(observe({}, { backplane: 'shared', deployment: deployment({}) }));
+    expect(cond(shared, 'BackplaneReady')).toMatchObject({ status: 'True', reason: 'SharedRedis' });
   });
 
   it('stays Ready but Progressing during a rolling update', () => {
