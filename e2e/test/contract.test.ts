@@ -72,6 +72,15 @@ describe('operator to room server contract', () => {
       ],
     });
     expect(config.shutdownTimeoutSeconds).toBeLessThan(TERMINATION_GRACE_SECONDS);
+    // replicas.max defaults to 10: the room's replicas meet in the Redis its Secret names
+    expect(config.redis).toMatchObject({
+      url: 'redis://:pw@launch-redis:6379',
+      keyPrefix: 'streamroom:events:launch:',
+    });
+  });
+
+  it('a single-replica room without a backplane', () => {
+    expect(loadConfig(containerEnv({ replicas: { min: 1, max: 1 } })).redis).toBeUndefined();
   });
 
   it('a public room with every default', () => {

@@ -2,19 +2,15 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { RunningServer } from '../src/server/server.js';
-import { BROADCASTER_KEY, buildClientToTemp, repoRoot, sleep, start } from './helpers.js';
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-];
+import {
+  CHROMIUM_ARGS,
+  CHROMIUM_PATH,
+  expectVideoPlaying,
+  framesDecoded,
+  waitForFrames,
+} from './browser-helpers.js';
+import { BROADCASTER_KEY, buildClientToTemp, repoRoot, start, waitFor } from './helpers.js';
+import { RoundRobinProxy } from './processes.js';
 
 let browser: Browser;
 let server: RunningServer;
@@ -23,7 +19,7 @@ let publicDir: string;
 beforeAll(async () => {
   publicDir = await buildClientToTemp();
   server = await start({ ROOM_TITLE: 'Friday Night Synths', CHAT_MESSAGES_PER_MINUTE: '60' }, { publicDir });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
 }, 30_000);
 
 const contexts: BrowserContext[] = [];
@@ -42,58 +38,6 @@ afterAll(async () => {
   await server?.close();
   if (publicDir) await rm(publicDir, { recursive: true, force: true });
 });
-
-/** Frames decoded by the viewer page's peer connection (0 when it has none yet). */
-async function framesDecoded(page: Page): Promise<number> {
-  return page.evaluate(async () => {
-    type Stats = { forEach(cb: (r: { type: string; kind?: string; framesDecoded?: number }) => void): void };
-    type Handle = { pc(): { getStats(): Promise<Stats> } | null };
-    const handle = (globalThis as unknown as { __streamroom?: Handle }).__streamroom;
-    const pc = handle?.pc();
-    if (!pc) return 0;
-    let frames = 0;
-    (await pc.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') frames = Math.max(frames, r.framesDecoded ?? 0);
-    });
-    return frames;
-  });
-}
-
-/** Waits until the page's decoded-frame counter exceeds `above`; returns the new count. */
-async function waitForFrames(page: Page, above: number, timeoutMs = 15_000): Promise<number> {
-  const end = Date.now() + timeoutMs;
-  let last = 0;
-  while (Date.now() < end) {
-    last = await framesDecoded(page);
-    if (last > above) return last;
-    await sleep(150);
-  }
-  throw new Error(`no decoded frames above ${above} within ${timeoutMs} ms (last ${last})`);
-}
-
-/** The page's <video> element is actually playing the remote stream. */
-async function expectVideoPlaying(page: Page): Promise<void> {
-  const read = (): Promise<{ w: number; t: number; paused: boolean }> =>
-    page.evaluate(() => {
-      const g = globalThis as unknown as {
-        document: {
-          getElementById(id: string): { videoWidth: number; currentTime: number; paused: boolean } | null;
-        };
-      };
-      const v = g.document.getElementById('video');
-      return { w: v?.videoWidth ?? 0, t: v?.currentTime ?? 0, paused: v?.paused ?? true };
-    });
-  const first = await read();
-  const end = Date.now() + 5000;
-  let now = first;
-  while (Date.now() < end && !(now.w > 0 && !now.paused && now.t > first.t)) {
-    await sleep(100);
-    now = await read();
-  }
-  expect(now.w).toBeGreaterThan(0);
-  expect(now.paused).toBe(false);
-  expect(now.t).toBeGreaterThan(first.t);
-}
 
 async function openViewer(name: string): Promise<Page> {
   const ctx = await newContext({ viewport: { width: 1280, height: 760 } });
@@ -205,4 +149,29 @@ describe('room page in Chromium', () => {
     await expectVideoPlaying(viewer);
     await viewer.getByText('1 watching').waitFor();
   }, 60_000);
+});
+
+describe('transport fallback', () => {
+  it('falls back to HTTP long-polling when WebSocket is blocked, in a single-replica room', async () => {
+    // A network path that refuses every WebSocket handshake (as some corporate proxies do).
+    const proxy = new RoundRobinProxy([server.port]);
+    proxy.refuseWebSocket = true;
+    const url = await proxy.listen();
+    try {
+      const page = await (await newContext()).newPage();
+      await page.goto(url);
+      const transport = (): Promise<string | undefined> =>
+        page.evaluate(() => {
+          type Handle = { socket(): { connected: boolean; transport: string | undefined } };
+          const s = (globalThis as unknown as { __streamroom: Handle }).__streamroom.socket();
+          return s.connected ? s.transport : undefined;
+        });
+      await waitFor(async () => (await transport()) === 'polling', 20_000, 200);
+      await page.fill('#chat-input', 'sent over polling');
+      await page.press('#chat-input', 'Enter');
+      await page.locator('.msg-text', { hasText: 'sent over polling' }).waitFor();
+    } finally {
+      await proxy.close();
+    }
+  }, 40_000);
 });

@@ -87,6 +87,15 @@ describe('loadConfig', () => {
     [{ ...base, ICE_SERVERS: '[{"urls":"http://x"}]' }, 'ICE_SERVERS'],
     [{ ...base, ICE_SERVERS: '[{"urls":"turn:x","credential":"inline"}]' }, 'ICE_SERVERS'],
     [{ ...base, ICE_SERVERS: '[{"urls":"turn:x","username":5}]' }, 'ICE_SERVERS'],
+    [{ ...base, ROOM_REDIS_URL: 'not a url' }, 'ROOM_REDIS_URL'],
+    [{ ...base, ROOM_REDIS_URL: 'http://redis:6379' }, 'ROOM_REDIS_URL'],
+    [{ ...base, ROOM_REDIS_URL: 'redis://' }, 'ROOM_REDIS_URL'],
+    [{ ...base, ROOM_REDIS_URL: 'redis://redis:6379/zero' }, 'ROOM_REDIS_URL'],
+    [{ ...base, ROOM_REDIS_URL: 'redis://redis:99999' }, 'ROOM_REDIS_URL'],
+    [
+      { ...base, ROOM_REDIS_URL: 'redis://redis:6379', ROOM_REDIS_KEY_PREFIX: 'a b' },
+      'ROOM_REDIS_KEY_PREFIX',
+    ],
   ])('rejects %j naming %s', (env, variable) => {
     const err = errorOf(env as Record<string, string>);
     expect(err.variable).toBe(variable);
@@ -96,5 +105,20 @@ describe('loadConfig', () => {
   it('never puts key values in error messages', () => {
     const err = errorOf({ ROOM_BROADCASTER_KEY: 'abc' });
     expect(err.message).not.toContain('abc');
+    const redis = errorOf({ ...base, ROOM_REDIS_URL: 'redis://:pa55word@redis:6379/x' });
+    expect(redis.message).not.toContain('pa55word');
+  });
+
+  it('reads the Redis backplane of a multi-replica room', () => {
+    expect(loadConfig(base).redis).toBeUndefined();
+    expect(loadConfig({ ...base, ROOM_REDIS_URL: '  ' }).redis).toBeUndefined();
+    const env = { ...base, ROOM_NAME: 'demo', ROOM_NAMESPACE: 'team-a' };
+    expect(loadConfig({ ...env, ROOM_REDIS_URL: 'redis://:pw@demo-redis:6379/0' }).redis).toEqual({
+      url: 'redis://:pw@demo-redis:6379/0',
+      keyPrefix: 'streamroom:team-a:demo:',
+    });
+    expect(
+      loadConfig({ ...env, ROOM_REDIS_URL: 'rediss://shared:6380', ROOM_REDIS_KEY_PREFIX: 'rooms:x:' }).redis,
+    ).toEqual({ url: 'rediss://shared:6380', keyPrefix: 'rooms:x:' });
   });
 });

@@ -34,6 +34,7 @@ export interface Auth {
   role?: unknown;
   key?: unknown;
   name?: unknown;
+  user?: unknown;
 }
 
 const open: Socket[] = [];

@@ -196,6 +196,29 @@ describe('authentication and presence', () => {
     });
   });
 
+  it('hands out user tokens, accepts its own back and ignores forged ones', async () => {
+    server = await start();
+    expect(await refusal(connect(server.url, { role: 'viewer', user: { id: 1 } }))).toMatchObject({
+      reason: 'bad_auth',
+    });
+    expect(await refusal(connect(server.url, { role: 'viewer', user: 'x'.repeat(1000) }))).toMatchObject({
+      reason: 'bad_auth',
+    });
+    const first = await connect(server.url, { role: 'viewer' });
+    const token = first.welcome['user'] as string;
+    expect(token).toMatch(/^[\w-]{16}\.[\w-]{22}$/);
+    expect((await connect(server.url, { role: 'viewer', user: token })).welcome['user']).toBe(token);
+    for (const forged of [
+      'garbage',
+      `${token.slice(0, 17)}${'B'.repeat(22)}`,
+      `${'A'.repeat(16)}.${token.slice(17)}`,
+    ]) {
+      const other = await connect(server.url, { role: 'viewer', user: forged });
+      expect(other.welcome['user']).not.toBe(token);
+      expect(other.welcome['user']).not.toBe(forged);
+    }
+  });
+
   it('a reconnecting broadcaster replaces the old session', async () => {
     server = await start();
     const b1 = await connect(server.url, { role: 'broadcaster', key: BROADCASTER_KEY });

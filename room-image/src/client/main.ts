@@ -17,6 +17,8 @@ interface Welcome {
   id: string;
   role: 'broadcaster' | 'viewer';
   name: string;
+  /** Signed user id: sent back on reconnect to keep the same identity on any replica. */
+  user?: string;
   title: string;
   iceServers: RTCIceServer[];
   chat: {
@@ -89,6 +91,10 @@ function readKeys(): { key: string | undefined; viewerKey: string | undefined } 
 const keys = readKeys();
 const role: 'broadcaster' | 'viewer' = keys.key ? 'broadcaster' : 'viewer';
 let displayName = localStorage.getItem('streamroom:name') ?? '';
+/** The name the server gave us (e.g. Guest-1a2b) when we did not pick one: kept on reconnect. */
+let sessionName = '';
+let userToken = sessionStorage.getItem('streamroom:user') ?? undefined;
+let welcomed = false;
 let iceServers: RTCIceServer[] = [];
 let chatLimits = { enabled: true, maxMessageLength: 500, messagesPerMinute: 20 };
 let presence: Presence = { viewers: 0, broadcasterOnline: false, live: false };
@@ -118,7 +124,12 @@ function renderPresence(): void {
 // ---- Chat ---------------------------------------------------------------------------------
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
+/** Ids of the messages on screen: history replayed after a reconnect never shows one twice. */
+const shown = new Set<string>();
+
 function appendMessage(m: ChatMessage): void {
+  if (shown.has(m.id)) return;
+  shown.add(m.id);
   const list = ui.messages;
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
   list.querySelector('.msg-empty')?.remove();
@@ -140,12 +151,17 @@ function appendMessage(m: ChatMessage): void {
   text.textContent = m.text; // always text, never HTML
   li.append(head, text);
   list.append(li);
-  while (list.children.length > 300) list.firstElementChild?.remove();
+  while (list.children.length > 300) {
+    const first = list.firstElementChild as HTMLElement;
+    shown.delete(first.dataset['id'] ?? '');
+    first.remove();
+  }
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
 
 function resetChat(history: ChatMessage[]): void {
   ui.messages.replaceChildren();
+  shown.clear();
   if (history.length === 0) {
     const empty = document.createElement('li');
     empty.className = 'msg-empty';
@@ -156,25 +172,59 @@ function resetChat(history: ChatMessage[]): void {
   ui.messages.scrollTop = ui.messages.scrollHeight;
 }
 
+/** After a reconnect: appends what was said since the last message on screen, nothing twice. */
+function mergeHistory(history: ChatMessage[]): void {
+  let start = 0;
+  for (let i = history.length - 1; i >= 0; i--) {
+    if (shown.has(history[i]!.id)) {
+      start = i + 1;
+      break;
+    }
+  }
+  for (const m of history.slice(start)) appendMessage(m);
+}
+
 const chatErrors: Record<string, () => string> = {
   rate_limited: () => `Slow down: at most ${chatLimits.messagesPerMinute} messages per minute.`,
   too_large: () => `Messages can be at most ${chatLimits.maxMessageLength} characters.`,
   chat_disabled: () => 'Chat is turned off in this room.',
   flood: () => 'Too many messages, slow down.',
   invalid_payload: () => 'That message could not be sent.',
+  unavailable: () => 'The room is reconnecting, please try again in a moment.',
 };
 
 // ---- Socket -------------------------------------------------------------------------------
+// WebSocket only: a room with several replicas sits behind a plain Service without sticky
+// sessions, and one WebSocket is one TCP connection to one pod. HTTP long-polling spreads a
+// session over many requests that must all reach the same pod, so it is only a fallback, used
+// when WebSocket keeps failing and the server says polling is safe (a single-replica room).
 const socket: Socket = io({
   auth: (cb) =>
     cb({
       role,
       key: role === 'broadcaster' ? keys.key : keys.viewerKey,
-      ...(displayName ? { name: displayName } : {}),
+      ...(displayName || sessionName ? { name: displayName || sessionName } : {}),
+      ...(userToken ? { user: userToken } : {}),
     }),
+  transports: ['websocket'],
   reconnectionDelay: 500,
   reconnectionDelayMax: 4000,
 });
+
+let transportFailures = 0;
+async function considerPolling(): Promise<void> {
+  try {
+    const res = await fetch('/config.json', { cache: 'no-store' });
+    const cfg = (await res.json()) as { transports?: string[] };
+    if (cfg.transports?.includes('polling')) {
+      socket.io.opts.transports = ['polling', 'websocket']; // upgrades to WebSocket if it can
+    } else {
+      ui.status.textContent = 'Your network seems to block WebSocket connections, which this room needs.';
+    }
+  } catch {
+    // the room is not reachable at all: keep retrying WebSocket
+  }
+}
 
 socket.on('connect', () => {
   ui.status.textContent = '';
@@ -184,11 +234,13 @@ socket.on('connect_error', (err: Error & { data?: { reason?: string; message?: s
   const reason = err.data?.reason;
   if (!reason) {
     overlay('Reconnecting…', 'Trying to reach the room.');
+    if (!welcomed && ++transportFailures === 3) void considerPolling();
     return; // transport problem: socket.io retries by itself
   }
   const message = err.data?.message ?? err.message;
   if (reason === 'invalid_name') {
     displayName = '';
+    sessionName = '';
     localStorage.removeItem('streamroom:name');
     setTimeout(() => socket.connect(), 200);
     return;
@@ -196,6 +248,9 @@ socket.on('connect_error', (err: Error & { data?: { reason?: string; message?: s
   if (reason === 'room_full') {
     overlay('Room is full', message);
     setTimeout(() => socket.connect(), 15_000);
+  } else if (reason === 'unavailable') {
+    overlay('Reconnecting…', message);
+    setTimeout(() => socket.connect(), 1000 + Math.random() * 1000);
   } else if (reason === 'shutting_down') {
     overlay('Room is restarting', 'Reconnecting in a moment…');
     setTimeout(() => socket.connect(), 1500 + Math.random() * 1500);
@@ -213,8 +268,18 @@ socket.on('welcome', (w: Welcome) => {
   ui.chat.hidden = !w.chat.enabled;
   ui.chatInput.maxLength = w.chat.maxMessageLength;
   ui.chatHint.textContent = `Up to ${w.chat.maxMessageLength} characters, ${w.chat.messagesPerMinute} messages per minute.`;
-  if (!displayName) ui.nameInput.value = w.name;
-  resetChat(w.chat.history);
+  if (!displayName) {
+    sessionName = w.name;
+    ui.nameInput.value = w.name;
+  }
+  if (w.user) {
+    userToken = w.user;
+    sessionStorage.setItem('streamroom:user', w.user);
+  }
+  // The first welcome shows the history; later ones (reconnects) add only what was missed.
+  if (welcomed) mergeHistory(w.chat.history);
+  else resetChat(w.chat.history);
+  welcomed = true;
   if (role === 'broadcaster') broadcaster.onWelcome(w.viewers ?? []);
   else viewer.refresh();
 });
@@ -409,7 +474,8 @@ const broadcaster = (() => {
     onViewer(id: string, joined: boolean): void {
       if (joined) {
         viewers.add(id);
-        connectViewer(id);
+        // Announced again (its replica re-registered it): keep a connection that works.
+        if (!peers.get(id)?.peer.connected) connectViewer(id);
       } else {
         viewers.delete(id);
         peers.get(id)?.peer.destroy();
@@ -553,9 +619,10 @@ renderPresence();
 Object.assign(window, {
   __streamroom: {
     role,
-    socket: (): { connected: boolean; id: string | undefined } => ({
+    socket: (): { connected: boolean; id: string | undefined; transport: string | undefined } => ({
       connected: socket.connected,
       id: socket.id,
+      transport: socket.io.engine?.transport?.name,
     }),
     pc: (): RTCPeerConnection | null => viewer.pc(),
     peers: (): RTCPeerConnection[] => broadcaster.peers(),

@@ -1,5 +1,5 @@
-/** Socket.io handshake: role, broadcaster/viewer keys, display name and the viewer seat. */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+/** Socket.io handshake: role, broadcaster/viewer keys, display name, user id and the viewer seat. */
+import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { ExtendedError, Socket } from 'socket.io';
 import type { RoomContext, SocketData } from './context.js';
 import type { ConnectionRejectReason } from './metrics.js';
@@ -14,9 +14,45 @@ export function keysMatch(given: string | undefined, expected: string): boolean 
   return timingSafeEqual(a, b) && given !== undefined;
 }
 
+export interface UserIds {
+  /** A new user id and its token. */
+  issue(): { id: string; token: string };
+  /** The user id of a token this room issued (on any replica), or undefined. */
+  verify(token: string | undefined): string | undefined;
+}
+
+/**
+ * Opaque user ids signed with a key derived from the broadcaster key, which every replica of the
+ * room shares: a client that reconnects to another replica keeps its id, and with it its chat
+ * budget. The id proves nothing beyond "this room handed it out".
+ */
+export function userIds(broadcasterKey: string): UserIds {
+  const key = createHmac('sha256', broadcasterKey).update('streamroom user id v1').digest();
+  const mac = (id: string): string => createHmac('sha256', key).update(id).digest('base64url').slice(0, 22);
+  return {
+    issue() {
+      const id = randomBytes(12).toString('base64url');
+      return { id, token: `${id}.${mac(id)}` };
+    },
+    verify(token) {
+      const m = token === undefined ? null : /^([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{22})$/.exec(token);
+      if (!m) return undefined;
+      const [, id, given] = m as unknown as [string, string, string];
+      return timingSafeEqual(Buffer.from(given), Buffer.from(mac(id))) ? id : undefined;
+    },
+  };
+}
+
 type HandshakeContext = Pick<
   RoomContext,
-  'config' | 'state' | 'metrics' | 'log' | 'isShuttingDown' | 'publishPresence'
+  | 'config'
+  | 'state'
+  | 'metrics'
+  | 'log'
+  | 'isShuttingDown'
+  | 'unavailableReason'
+  | 'publishPresence'
+  | 'track'
 >;
 
 /**
@@ -26,6 +62,7 @@ type HandshakeContext = Pick<
  */
 export function handshake(ctx: HandshakeContext) {
   const { config, state, metrics } = ctx;
+  const users = userIds(config.broadcasterKey);
   return (socket: Socket, next: (err?: ExtendedError) => void): void => {
     const refuse = (reason: ConnectionRejectReason, message: string): void => {
       metrics.rejectedConnections.add(1, { reason });
@@ -36,6 +73,9 @@ export function handshake(ctx: HandshakeContext) {
     void (async () => {
       if (ctx.isShuttingDown()) {
         return refuse('shutting_down', 'The room is restarting, please retry in a moment.');
+      }
+      if (ctx.unavailableReason() !== undefined) {
+        return refuse('unavailable', 'The room is reconnecting, please retry in a moment.');
       }
       const rawAuth: unknown = socket.handshake.auth;
       const rawName =
@@ -48,10 +88,17 @@ export function handshake(ctx: HandshakeContext) {
       const auth = authPayload(rawAuth);
       if (!auth.ok) return refuse('bad_auth', 'Malformed connection request.');
       const { role, key, name } = auth.value;
+      const known = users.verify(auth.value.user);
+      const user = known !== undefined ? { id: known, token: auth.value.user! } : users.issue();
       if (role === 'broadcaster') {
         if (!keysMatch(key, config.broadcasterKey))
           return refuse('bad_broadcaster_key', 'Invalid broadcaster key.');
-        socket.data = { role, name: name ?? 'Host' } satisfies SocketData;
+        socket.data = {
+          role,
+          name: name ?? 'Host',
+          user: user.id,
+          userToken: user.token,
+        } satisfies SocketData;
         return next();
       }
       if (config.viewerKey !== undefined && !keysMatch(key, config.viewerKey)) {
@@ -65,7 +112,13 @@ export function handshake(ctx: HandshakeContext) {
       }
       // Free the seat however the connection ends, even if it closes before 'connection'.
       socket.conn.once('close', () => {
-        void state.removeViewer(socket.id).then(ctx.publishPresence);
+        ctx.track(
+          state.removeViewer(socket.id).then(ctx.publishPresence, (err: unknown) => {
+            if (!ctx.isShuttingDown()) {
+              ctx.log('warn', 'could not free a seat, it will expire', { error: String(err) });
+            }
+          }),
+        );
       });
       if (socket.conn.readyState !== 'open') {
         await state.removeViewer(socket.id);
@@ -74,11 +127,14 @@ export function handshake(ctx: HandshakeContext) {
       socket.data = {
         role,
         name: name ?? `Guest-${randomUUID().slice(0, 4)}`,
+        user: user.id,
+        userToken: user.token,
       } satisfies SocketData;
       next();
     })().catch((err: unknown) => {
-      ctx.log('error', 'handshake failed', { error: String(err) });
-      next(new Error('Internal error'));
+      // The shared state did not answer: the client retries shortly (on any replica).
+      ctx.log('warn', 'handshake failed', { error: String(err) });
+      refuse('unavailable', 'The room is reconnecting, please retry in a moment.');
     });
   };
 }

@@ -14,7 +14,7 @@ export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers
     if (!config.chat.enabled) return h.reject('chat_disabled', 'chat:send', ack);
     const text = h.check(chatPayload(payload, config.chat.maxMessageLength), 'chat:send', ack);
     if (text === undefined) return;
-    if (!(await state.takeChatToken(socket.id, config.chat.messagesPerMinute, Date.now()))) {
+    if (!(await state.takeChatToken(data.user, config.chat.messagesPerMinute, Date.now()))) {
       return h.reject('rate_limited', 'chat:send', ack);
     }
     const message: ChatMessage = {
@@ -26,7 +26,7 @@ export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers
     };
     await state.addMessage(message, config.chat.historySize);
     metrics.chatMessages.add(1);
-    ctx.io.emit('chat:message', message);
+    ctx.io.emit('chat:message', message); // through the adapter: every replica's sockets
     ack?.({ ok: true, message });
   });
 
@@ -46,9 +46,4 @@ export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers
 /** The `chat` part of `welcome`: the limits, plus the history when chat is enabled. */
 export async function chatWelcome({ config, state }: Pick<RoomContext, 'config' | 'state'>) {
   return { ...config.chat, history: config.chat.enabled ? await state.history() : [] };
-}
-
-/** Drops a departed user's chat rate-limit record. */
-export function leaveChat({ state }: Pick<RoomContext, 'state'>, socket: Socket): Promise<void> {
-  return state.forgetUser(socket.id);
 }

@@ -32,6 +32,15 @@ export interface RoomConfig {
   chat: ChatConfig;
   iceServers: IceServer[];
   shutdownTimeoutSeconds: number;
+  /** Shared state of a multi-replica room; undefined = single replica, state in memory. */
+  redis: RedisConfig | undefined;
+}
+
+export interface RedisConfig {
+  /** `redis://` or `rediss://` URL (may hold a password: never log it). */
+  url: string;
+  /** Prefix of every key, stream and channel of this room, e.g. `streamroom:<namespace>:<name>:`. */
+  keyPrefix: string;
 }
 
 export class ConfigError extends Error {
@@ -136,17 +145,51 @@ function iceServers(env: Env): IceServer[] {
   });
 }
 
+/** Checks the URL's shape only; the message never repeats the value (it may hold a password). */
+function redisUrl(env: Env): string | undefined {
+  const raw = str(env, 'ROOM_REDIS_URL');
+  if (raw === undefined) return undefined;
+  const hint = 'must look like redis://[:password@]host:port[/db] (or rediss:// for TLS)';
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError('ROOM_REDIS_URL', `is not a URL: it ${hint}`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError('ROOM_REDIS_URL', hint);
+  }
+  if (url.hostname === '') throw new ConfigError('ROOM_REDIS_URL', `has no host: it ${hint}`);
+  if (!/^(\/\d{0,5})?$/.test(url.pathname) || url.search !== '' || url.hash !== '') {
+    throw new ConfigError('ROOM_REDIS_URL', `may only name a database number after the host: it ${hint}`);
+  }
+  return raw;
+}
+
+const KEY_PREFIX = /^[\x21-\x7e]{1,200}$/;
+
+function redis(env: Env, namespace: string, name: string): RedisConfig | undefined {
+  const url = redisUrl(env);
+  const prefix = str(env, 'ROOM_REDIS_KEY_PREFIX');
+  if (prefix !== undefined && !KEY_PREFIX.test(prefix)) {
+    throw new ConfigError('ROOM_REDIS_KEY_PREFIX', 'must be 1-200 printable characters without spaces');
+  }
+  if (url === undefined) return undefined;
+  return { url, keyPrefix: prefix ?? `streamroom:${namespace}:${name}:` };
+}
+
 export function loadConfig(env: Env): RoomConfig {
   const roomName = str(env, 'ROOM_NAME') ?? 'room';
   const broadcasterKey = key(env, 'ROOM_BROADCASTER_KEY', true);
   const viewerKey = key(env, 'ROOM_VIEWER_KEY', false);
+  const roomNamespace = str(env, 'ROOM_NAMESPACE') ?? 'default';
   const title = str(env, 'ROOM_TITLE') ?? roomName;
   if (title.length > 200) throw new ConfigError('ROOM_TITLE', 'must be at most 200 characters');
   return {
     port: int(env, 'PORT', 8080, 0, 65535),
     listenAddress: str(env, 'LISTEN_ADDRESS'),
     roomName,
-    roomNamespace: str(env, 'ROOM_NAMESPACE') ?? 'default',
+    roomNamespace,
     title,
     broadcasterKey,
     viewerKey,
@@ -159,5 +202,6 @@ export function loadConfig(env: Env): RoomConfig {
     },
     iceServers: iceServers(env),
     shutdownTimeoutSeconds: int(env, 'SHUTDOWN_TIMEOUT_SECONDS', 20, 1, 3600),
+    redis: redis(env, roomNamespace, roomName),
   };
 }

@@ -13,14 +13,25 @@ export interface RoomContext {
   io: Server;
   log: LogFn;
   isShuttingDown(): boolean;
-  /** Schedules a presence broadcast; calls within a short window are coalesced. */
+  /** Why the shared state cannot be used right now (Redis down), or undefined when it can. */
+  unavailableReason(): string | undefined;
+  /**
+   * Presence changed here: schedules a presence push to this replica's sockets and tells the
+   * other replicas to refresh theirs; calls within a short window are coalesced.
+   */
   publishPresence(): void;
+  /** Lets shutdown wait for a cleanup that is still writing to the shared state. */
+  track(work: Promise<unknown>): void;
 }
 
 /** `socket.data`, set by the handshake. */
 export interface SocketData {
   role: 'broadcaster' | 'viewer';
   name: string;
+  /** Stable user id (kept across reconnects through a signed token); keys the chat rate limit. */
+  user: string;
+  /** The signed token of `user`, handed to the client in `welcome`. */
+  userToken: string;
 }
 
 export type Ack = (response: { ok: true; [k: string]: unknown } | { ok: false; error: string }) => void;

@@ -101,7 +101,9 @@ export function guardSocket(
         const payload = ack ? (args.length > 1 ? args[0] : undefined) : args[0];
         if (args.length > (ack ? 2 : 1)) return reject('invalid_payload', event, ack);
         fn(payload, ack).catch((err: unknown) => {
-          log('error', 'handler failed', { event, error: String(err) });
+          // In practice the shared state (Redis) could not be reached: answer, never crash.
+          log('warn', 'handler failed', { event, error: String(err) });
+          reject('unavailable', event, ack);
         });
       });
     },

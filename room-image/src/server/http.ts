@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import compression from 'compression';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import type { RoomContext } from './context.js';
+import type { RoomConfig } from './config.js';
+import type { RoomContext, SocketData } from './context.js';
 import { recordPresence } from './presence.js';
 
 /** Names esbuild gives hashed bundles and their companions: app-ABCD1234.js, .js.map, .js.LEGAL.txt. */
@@ -20,21 +21,39 @@ function securityHeaders(_req: Request, res: Response, next: NextFunction): void
   next();
 }
 
-export function createApp(
-  {
-    config,
-    state,
-    metrics,
-    isShuttingDown,
-  }: Pick<RoomContext, 'config' | 'state' | 'metrics' | 'isShuttingDown'>,
-  publicDir: string,
-): Express {
+/** Socket.io transports the server accepts (see the README: "Transports"). */
+export function transportsFor(config: RoomConfig): ('websocket' | 'polling')[] {
+  return config.redis ? ['websocket'] : ['websocket', 'polling'];
+}
+
+type AppContext = Pick<
+  RoomContext,
+  'config' | 'state' | 'metrics' | 'isShuttingDown' | 'unavailableReason'
+> & {
+  /** This replica's sockets (socket.io attaches after the app, so this is looked up per request). */
+  localSockets(): Iterable<{ data: unknown }>;
+};
+
+/** Counts this replica's own sockets by role. */
+function countLocalSockets({ localSockets, metrics }: AppContext): void {
+  const counts = { viewer: 0, broadcaster: 0 };
+  for (const socket of localSockets()) {
+    const role = (socket.data as Partial<SocketData>).role;
+    if (role) counts[role]++;
+  }
+  for (const [role, n] of Object.entries(counts)) metrics.replicaSockets.set(n, { role });
+}
+
+export function createApp(ctx: AppContext, publicDir: string): Express {
+  const { config, state, metrics, isShuttingDown, unavailableReason } = ctx;
   const publicConfig = {
     room: config.roomName,
     title: config.title,
     private: config.viewerKey !== undefined,
     maxViewers: config.maxViewers,
     chat: config.chat,
+    // Whether the page may fall back to HTTP long-polling when WebSocket is blocked.
+    transports: transportsFor(config),
     // A private room hands its ICE servers (TURN credentials) only to authenticated sockets.
     iceServers: config.viewerKey === undefined ? config.iceServers : undefined,
   };
@@ -48,19 +67,28 @@ export function createApp(
     res.type('text/plain').send('ok\n');
   });
   app.get('/readyz', (_req, res) => {
-    const shuttingDown = isShuttingDown();
+    const reason = isShuttingDown() ? 'shutting down' : unavailableReason();
     res.setHeader('Cache-Control', 'no-store');
     res
-      .status(shuttingDown ? 503 : 200)
+      .status(reason === undefined ? 200 : 503)
       .type('text/plain')
-      .send(shuttingDown ? 'shutting down\n' : 'ready\n');
+      .send(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
   });
-  app.get('/metrics', (_req, res, next) => {
-    state.presence().then((p) => {
-      recordPresence(metrics, p);
+  app.get('/metrics', (_req, res) => {
+    const send = (): void => {
+      countLocalSockets(ctx);
+      metrics.backplaneConnected.set(unavailableReason() === undefined ? 1 : 0);
       res.setHeader('Cache-Control', 'no-store');
       res.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
-    }, next);
+    };
+    // Without the shared state the room-wide gauges keep their last values.
+    state
+      .presence()
+      .then(
+        (p) => recordPresence(metrics, p),
+        () => undefined,
+      )
+      .finally(send);
   });
   app.get('/config.json', (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');

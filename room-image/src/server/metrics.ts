@@ -44,6 +44,7 @@ export const REJECT_REASONS = [
   'not_allowed',
   'chat_disabled',
   'unknown_target',
+  'unavailable',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -54,14 +55,30 @@ export const CONNECTION_REJECT_REASONS = [
   'invalid_name',
   'room_full',
   'shutting_down',
+  'unavailable',
 ] as const;
 export type ConnectionRejectReason = (typeof CONNECTION_REJECT_REASONS)[number];
 
 export class RoomMetrics {
-  readonly viewers = new Metric('streamroom_viewers_connected', 'Viewers currently connected.', 'gauge');
+  readonly viewers = new Metric(
+    'streamroom_viewers_connected',
+    'Viewers currently connected to the room (room-wide: the same on every replica).',
+    'gauge',
+  );
   readonly broadcasters = new Metric(
     'streamroom_broadcasters_connected',
-    'Broadcasters currently connected (0 or 1).',
+    'Broadcasters currently connected to the room (0 or 1, room-wide).',
+    'gauge',
+  );
+  readonly replicaSockets = new Metric(
+    'streamroom_replica_sockets',
+    "Sockets connected to this replica, by role (sum over the room's pods for totals).",
+    'gauge',
+  );
+  /** Only rendered when the room has a backplane (ROOM_REDIS_URL). */
+  readonly backplaneConnected = new Metric(
+    'streamroom_backplane_connected',
+    'Whether this replica is connected to the room backplane (Redis): 1 or 0.',
     'gauge',
   );
   readonly chatMessages = new Metric(
@@ -91,10 +108,16 @@ export class RoomMetrics {
     'gauge',
   );
 
-  constructor(room: { name: string; namespace: string }) {
+  constructor(
+    room: { name: string; namespace: string },
+    private readonly withBackplane = false,
+  ) {
     this.info.set(1, { room: room.name, namespace: room.namespace });
     this.viewers.set(0);
     this.broadcasters.set(0);
+    this.replicaSockets.set(0, { role: 'viewer' });
+    this.replicaSockets.set(0, { role: 'broadcaster' });
+    this.backplaneConnected.set(0);
     this.chatMessages.add(0);
     this.signalingMessages.add(0);
     for (const r of REJECT_REASONS) this.rejectedMessages.add(0, { reason: r });
@@ -111,6 +134,8 @@ export class RoomMetrics {
       this.info,
       this.viewers,
       this.broadcasters,
+      this.replicaSockets,
+      ...(this.withBackplane ? [this.backplaneConnected] : []),
       this.chatMessages,
       this.signalingMessages,
       this.rejectedMessages,

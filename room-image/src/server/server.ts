@@ -4,24 +4,31 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Server, type Socket } from 'socket.io';
 import { handshake } from './auth.js';
-import { chatWelcome, leaveChat, registerChat } from './chat.js';
+import { createBackplane, type Backplane } from './backplane.js';
+import { chatWelcome, registerChat } from './chat.js';
 import type { RoomConfig } from './config.js';
 import type { RoomContext, SocketData } from './context.js';
 import { DEFAULT_FLOOD, guardSocket, type FloodLimits } from './guard.js';
-import { createApp } from './http.js';
+import { createApp, transportsFor } from './http.js';
 import { jsonLogger, type LogFn } from './log.js';
 import { RoomMetrics } from './metrics.js';
 import { presencePublisher } from './presence.js';
-import { joinRoom, leaveRoom, registerSignaling } from './signaling.js';
+import { applyTick, joinRoom, leaveRoom, registerSignaling } from './signaling.js';
 import { MemoryRoomState, type RoomState } from './state.js';
 
 export { keysMatch } from './auth.js';
 export { jsonLogger, type LogFn } from './log.js';
 
+/** Server-to-server event (through the adapter): "presence changed, re-read it". */
+const PRESENCE_CHANGED = 'streamroom:presence';
+
 export interface ServerOptions {
   /** Directory with the built client (index.html and hashed assets). Defaults to dist/public. */
   publicDir?: string;
-  /** Room state store; defaults to in-memory (single replica). */
+  /**
+   * Room state store for a single replica; defaults to in-memory. Ignored when the config names a
+   * Redis (the backplane then brings its own shared state).
+   */
   state?: RoomState;
   /** Interface to listen on; defaults to all interfaces. Tests pass 127.0.0.1. */
   host?: string;
@@ -48,15 +55,32 @@ const defaultPublicDir = (): string => fileURLToPath(new URL('../public/', impor
 
 export async function startServer(config: RoomConfig, options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? jsonLogger;
-  const state = options.state ?? new MemoryRoomState();
+  const backplane: Backplane | undefined = config.redis ? createBackplane(config.redis, log) : undefined;
+  const state = backplane?.state ?? options.state ?? new MemoryRoomState();
   const publicDir = options.publicDir ?? defaultPublicDir();
   const drainMs = options.drainMs ?? 0;
   const flood = options.flood ?? DEFAULT_FLOOD;
-  const metrics = new RoomMetrics({ name: config.roomName, namespace: config.roomNamespace });
+  const metrics = new RoomMetrics({ name: config.roomName, namespace: config.roomNamespace }, !!backplane);
   let shuttingDown = false;
   const isShuttingDown = (): boolean => shuttingDown;
+  const unavailableReason = (): string | undefined => backplane?.unavailableReason();
+  const pending = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>): void => {
+    pending.add(work);
+    void work.finally(() => pending.delete(work));
+  };
 
-  const app = createApp({ config, state, metrics, isShuttingDown }, publicDir);
+  const app = createApp(
+    {
+      config,
+      state,
+      metrics,
+      isShuttingDown,
+      unavailableReason,
+      localSockets: () => io.of('/').sockets.values(),
+    },
+    publicDir,
+  );
   const httpServer: HttpServer = createServer(app);
   const io = new Server(httpServer, {
     serveClient: false,
@@ -64,8 +88,13 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     pingInterval: 10_000,
     pingTimeout: 5_000,
     connectTimeout: 10_000,
+    // Several replicas: WebSocket only, so no request of a session depends on reaching the same pod.
+    transports: transportsFor(config),
+    ...(backplane ? { adapter: backplane.adapter } : {}),
   });
-  const presence = presencePublisher({ io, state, metrics, log, isShuttingDown });
+  const notifyPeers = backplane ? () => io.serverSideEmit(PRESENCE_CHANGED) : undefined;
+  const presence = presencePublisher({ io, state, metrics, log, isShuttingDown }, notifyPeers);
+  io.on(PRESENCE_CHANGED, () => presence.refresh());
   const ctx: RoomContext = {
     config,
     state,
@@ -73,15 +102,25 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     io,
     log,
     isShuttingDown,
+    unavailableReason,
     publishPresence: presence.publish,
+    track,
   };
 
   io.use(handshake(ctx));
   io.on('connection', (socket: Socket) => {
     void onConnection(ctx, socket, flood).catch((err: unknown) => {
-      log('error', 'connection handler failed', { error: String(err) });
+      log('warn', 'connection handler failed', { error: String(err) });
       socket.disconnect(true);
     });
+  });
+  backplane?.start((r) => {
+    track(
+      applyTick(ctx, r).then(
+        (changed) => (changed ? presence.publish() : presence.refresh()),
+        (err: unknown) => log('warn', 'applying the heartbeat failed', { error: String(err) }),
+      ),
+    );
   });
 
   const addr = await listen(httpServer, options.port ?? config.port, options.host ?? config.listenAddress);
@@ -100,15 +139,27 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     close(): Promise<void> {
       closing ??= (async () => {
         shuttingDown = true;
-        presence.stop();
-        io.emit('server:shutdown', { reconnect: true, retryInMs: 1000 + drainMs });
+        // Only this replica's sockets: the rest of the room stays where it is.
+        io.local.emit('server:shutdown', { reconnect: true, retryInMs: 1000 });
         if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs));
-        io.disconnectSockets(true);
+        io.local.disconnectSockets(true);
+        // Let the leave handlers finish their writes to the shared state (bounded in time).
+        const deadline = Date.now() + 2000;
+        while (pending.size > 0 && Date.now() < deadline) {
+          const rest = new Promise((r) => setTimeout(r, deadline - Date.now()));
+          await Promise.race([Promise.allSettled([...pending]), rest]);
+        }
+        if (backplane) {
+          await backplane.release();
+          notifyPeers?.();
+        }
+        presence.stop();
         await new Promise<void>((resolve) => {
           void io.close(() => resolve());
           httpServer.closeIdleConnections();
         });
         httpServer.closeAllConnections();
+        await backplane?.close();
       })();
       return closing;
     },
@@ -122,16 +173,18 @@ async function onConnection(ctx: RoomContext, socket: Socket, flood: FloodLimits
   registerSignaling(ctx, socket, handlers);
   registerChat(ctx, socket, handlers);
   socket.on('disconnect', () => {
-    void (async () => {
-      await leaveChat(ctx, socket);
-      await leaveRoom(ctx, socket);
-    })().catch((err: unknown) => ctx.log('error', 'disconnect handler failed', { error: String(err) }));
+    ctx.track(
+      leaveRoom(ctx, socket).catch((err: unknown) =>
+        ctx.log('warn', 'disconnect handler failed', { error: String(err) }),
+      ),
+    );
   });
 
   const welcome = {
     id: socket.id,
     role: data.role,
     name: data.name,
+    user: data.userToken,
     title: ctx.config.title,
     iceServers: ctx.config.iceServers,
     chat: await chatWelcome(ctx),

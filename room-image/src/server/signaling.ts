@@ -5,6 +5,7 @@
 import type { Socket } from 'socket.io';
 import type { RoomContext, SocketData } from './context.js';
 import type { SocketHandlers } from './guard.js';
+import type { TickResult } from './redis-state.js';
 import { signalEnvelope, streamStatePayload } from './validate.js';
 
 /** Handles `signal` (relayed to exactly one socket) and `stream:state` (broadcaster only). */
@@ -74,4 +75,30 @@ export async function leaveRoom(ctx: RoomContext, socket: Socket): Promise<void>
   } else if (await state.clearBroadcaster(socket.id)) {
     ctx.publishPresence();
   }
+}
+
+/**
+ * Applies what the backplane heartbeat found: the broadcaster forgets viewers whose replica died
+ * and re-offers to own viewers that had expired; a broadcaster replaced meanwhile is told so, and
+ * one that had expired (the others took it for gone) re-offers to every viewer without a working
+ * connection. Returns whether presence changed.
+ */
+export async function applyTick(ctx: RoomContext, r: TickResult): Promise<boolean> {
+  const { io, state } = ctx;
+  if (r.lost !== undefined) {
+    io.local.to(r.lost).emit('replaced', {});
+    io.local.in(r.lost).disconnectSockets(true);
+  }
+  if (r.restored !== undefined) {
+    for (const id of await state.viewerIds()) io.local.to(r.restored).emit('viewer:joined', { id });
+  }
+  if (r.swept.length > 0 || r.readded.length > 0) {
+    const b = await state.broadcaster();
+    if (b !== undefined) {
+      for (const id of r.swept) io.to(b).emit('viewer:left', { id });
+      for (const id of r.readded) io.to(b).emit('viewer:joined', { id });
+    }
+  }
+  const seatsChanged = r.swept.length > 0 || r.readded.length > 0;
+  return seatsChanged || r.restored !== undefined || r.lost !== undefined || r.sweptBroadcaster;
 }

@@ -1,7 +1,6 @@
 /**
- * Room state behind a small asynchronous interface. The in-memory implementation serves a single
- * replica; a multi-replica room would implement the same interface on a shared store (e.g. Redis)
- * and plug a socket.io adapter into the server, which already addresses sockets only by id/room.
+ * Room state behind a small asynchronous interface. `MemoryRoomState` serves a single replica;
+ * `RedisRoomState` (redis-state.ts) shares the same state between the replicas of a room.
  */
 
 export interface ChatMessage {
@@ -34,9 +33,11 @@ export interface RoomState {
   presence(): Promise<Presence>;
   addMessage(message: ChatMessage, historySize: number): Promise<void>;
   history(): Promise<ChatMessage[]>;
-  /** Records one chat message for `userId`; false when over `perMinute` within the last minute. */
+  /**
+   * Records one chat message for `userId`; false when over `perMinute` within the last minute.
+   * A user's record is dropped a minute after their last message.
+   */
   takeChatToken(userId: string, perMinute: number, now: number): Promise<boolean>;
-  forgetUser(userId: string): Promise<void>;
 }
 
 export class MemoryRoomState implements RoomState {
@@ -45,6 +46,7 @@ export class MemoryRoomState implements RoomState {
   private live = false;
   private readonly messages: ChatMessage[] = [];
   private readonly chatTimes = new Map<string, number[]>();
+  private lastPrune = 0;
 
   async tryAddViewer(id: string, max: number): Promise<boolean> {
     if (this.viewers.has(id)) return true;
@@ -96,6 +98,7 @@ export class MemoryRoomState implements RoomState {
     return [...this.messages];
   }
   async takeChatToken(userId: string, perMinute: number, now: number): Promise<boolean> {
+    if (now - this.lastPrune > 60_000) this.prune(now);
     const times = (this.chatTimes.get(userId) ?? []).filter((t) => now - t < 60_000);
     if (times.length >= perMinute) {
       this.chatTimes.set(userId, times);
@@ -105,7 +108,11 @@ export class MemoryRoomState implements RoomState {
     this.chatTimes.set(userId, times);
     return true;
   }
-  async forgetUser(userId: string): Promise<void> {
-    this.chatTimes.delete(userId);
+  /** Forgets users who sent nothing within the last minute (users outlive their sockets). */
+  private prune(now: number): void {
+    this.lastPrune = now;
+    for (const [user, times] of this.chatTimes) {
+      if (now - (times.at(-1) ?? 0) >= 60_000) this.chatTimes.delete(user);
+    }
   }
 }

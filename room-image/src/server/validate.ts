@@ -16,6 +16,7 @@ export const LIMITS = {
   id: 64,
   name: 32,
   key: 512,
+  userToken: 128,
 } as const;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -125,6 +126,8 @@ export interface Auth {
   role: 'broadcaster' | 'viewer';
   key: string | undefined;
   name: string | undefined;
+  /** The user token a previous `welcome` handed out (checked by the handshake). */
+  user: string | undefined;
 }
 
 export function authPayload(v: unknown): Result<Auth> {
@@ -134,11 +137,13 @@ export function authPayload(v: unknown): Result<Auth> {
   const name = v['name'];
   if (role !== 'broadcaster' && role !== 'viewer') return bad();
   if (key !== undefined && (typeof key !== 'string' || key.length > LIMITS.key)) return bad();
+  const user = v['user'];
+  if (user !== undefined && (typeof user !== 'string' || user.length > LIMITS.userToken)) return bad();
   let cleanName: string | undefined;
   if (name !== undefined && name !== '') {
     const n = displayName(name);
     if (!n.ok) return n;
     cleanName = n.value;
   }
-  return ok({ role, key, name: cleanName });
+  return ok({ role, key, name: cleanName, user });
 }

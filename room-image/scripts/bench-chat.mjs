@@ -1,0 +1,322 @@
+/* global fetch, performance, setTimeout, clearTimeout, setInterval, clearInterval */
+// Chat fan-out benchmark: one room served by 1, 2 and 3 room-server processes (the built dist/)
+// sharing one redis-server, plus a single process without Redis (in-memory state) as the baseline.
+// socket.io clients are spread round-robin over the replicas; some of them send chat at a fixed
+// rate, every client receives every message. Each run is bounded in time; the table gives the
+// messages sent per second, deliveries per second, delivery latency (send -> receive, one clock)
+// and the resident memory of each replica. Run after `npm run build` (bench:chat does both).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { URL, fileURLToPath } from 'node:url';
+import { io } from 'socket.io-client';
+
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 60);
+const RUN_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
+const TOTAL_TIMEOUT_MS = 6 * 60_000;
+const KEY = 'bench-broadcaster-key';
+// The CRD allows at most 600 chat messages per minute per user; a user sends < 400 in the bench.
+const MESSAGES_PER_MINUTE = 600;
+const LOADS = [
+  { name: 'busy', senders: 20, perSecond: 5 },
+  { name: 'heavy', senders: CLIENTS, perSecond: 10 },
+  // 20/s is what the per-socket flood guard lets a viewer send: the most this room can be asked.
+  { name: 'max', senders: CLIENTS, perSecond: 20 },
+];
+const SCENARIOS = [
+  { backplane: 'memory', replicas: 1 },
+  { backplane: 'redis', replicas: 1 },
+  { backplane: 'redis', replicas: 2 },
+  { backplane: 'redis', replicas: 3 },
+];
+const root = fileURLToPath(new URL('..', import.meta.url));
+const children = new Set();
+
+const deadline = setTimeout(() => {
+  console.error('bench: overall time limit reached');
+  for (const c of children) c.kill('SIGKILL');
+  process.exit(1);
+}, TOTAL_TIMEOUT_MS);
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Spawns a process and resolves once its output matches `pattern`. */
+function start(cmd, args, env, pattern) {
+  const child = spawn(cmd, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 10_000);
+    const onData = (d) => {
+      out += d;
+      const m = pattern.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, match: m });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (d) => (out += d));
+    child.once('exit', (code) => reject(new Error(`${cmd} exited (${code}): ${out}`)));
+  });
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await gone;
+}
+
+/** CPU seconds (user + system) the process has used so far. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
+const rssMiB = (pid) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-redis-'));
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+  ];
+  const { child } = await start(REDIS_SERVER, args, process.env, /Ready to accept connections/);
+  return { child, url: `redis://127.0.0.1:${port}`, dir };
+}
+
+async function startReplica(redisUrl) {
+  const env = {
+    PATH: process.env.PATH ?? '',
+    PORT: '0',
+    LISTEN_ADDRESS: '127.0.0.1',
+    ROOM_BROADCASTER_KEY: KEY,
+    ROOM_NAME: 'bench',
+    CHAT_MESSAGES_PER_MINUTE: String(MESSAGES_PER_MINUTE),
+    ...(redisUrl ? { ROOM_REDIS_URL: redisUrl } : {}),
+  };
+  const { child, match } = await start(process.execPath, ['dist/server/main.js'], env, /"port":(\d+)/);
+  const url = `http://127.0.0.1:${match[1]}`;
+  for (let i = 0; i < 100; i++) {
+    if ((await fetch(`${url}/readyz`)).status === 200) return { child, url };
+    await sleep(100);
+  }
+  throw new Error(`${url} never got ready`);
+}
+
+function connectClient(url, i) {
+  const socket = io(url, {
+    auth: { role: 'viewer', name: `Bench ${i}` },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('client connect timed out')), 10_000);
+    socket.once('welcome', () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once('connect_error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+const percentile = (sorted, p) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+/** One load level for `RUN_SECONDS`: senders at a fixed rate, every client counting deliveries. */
+async function runLoad(clients, load, tag) {
+  const latencies = [];
+  let delivered = 0;
+  let sent = 0;
+  let accepted = 0;
+  let refused = 0;
+  let measuring = true;
+  const listeners = clients.map((socket) => {
+    const fn = (m) => {
+      const parts = m.text.split(' ');
+      if (parts[0] !== tag) return;
+      delivered++;
+      if (measuring) latencies.push(performance.now() - Number(parts[1]));
+    };
+    socket.on('chat:message', fn);
+    return fn;
+  });
+  const intervalMs = 1000 / load.perSecond;
+  const timers = [];
+  const t0 = performance.now();
+  for (let s = 0; s < load.senders; s++) {
+    const socket = clients[s % clients.length];
+    const begin = setTimeout(
+      () => {
+        const timer = setInterval(() => {
+          sent++;
+          socket.emit('chat:send', { text: `${tag} ${performance.now()}` }, (ack) =>
+            ack?.ok ? accepted++ : refused++,
+          );
+        }, intervalMs);
+        timers.push(timer);
+      },
+      (s / load.senders) * intervalMs, // spread the senders over one interval
+    );
+    timers.push(begin);
+  }
+  await sleep(RUN_SECONDS * 1000);
+  for (const t of timers) clearInterval(t);
+  const elapsed = (performance.now() - t0) / 1000;
+  measuring = false;
+  // Let what is in flight arrive (bounded).
+  const expected = () => accepted * clients.length;
+  for (let i = 0; i < 50 && delivered < expected(); i++) await sleep(100);
+  clients.forEach((socket, i) => socket.off('chat:message', listeners[i]));
+  latencies.sort((a, b) => a - b);
+  return {
+    sentPerSecond: accepted / elapsed,
+    refused,
+    deliveredPerSecond: delivered / elapsed,
+    deliveredShare: expected() === 0 ? 0 : delivered / expected(),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    sent,
+  };
+}
+
+async function scenario({ backplane, replicas }) {
+  const redis = backplane === 'redis' ? await startRedis() : undefined;
+  const servers = [];
+  const clients = [];
+  try {
+    for (let i = 0; i < replicas; i++) servers.push(await startReplica(redis?.url));
+    for (let i = 0; i < CLIENTS; i++) clients.push(await connectClient(servers[i % replicas].url, i));
+    await runLoad(clients, { senders: 5, perSecond: 5 }, 'warmup'); // JIT, connections, history
+    const rows = [];
+    for (const load of LOADS) {
+      const pids = [...servers.map((s) => s.child.pid), ...(redis ? [redis.child.pid] : [])];
+      const cpu0 = pids.map(cpuSeconds);
+      const own0 = process.cpuUsage();
+      const t0 = performance.now();
+      const r = await runLoad(clients, load, load.name);
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = pids.map((pid, i) => (100 * (cpuSeconds(pid) - cpu0[i])) / seconds);
+      const own = process.cpuUsage(own0);
+      rows.push({
+        backplane,
+        replicas,
+        load: `${load.name} (${load.senders}x${load.perSecond}/s)`,
+        offered: load.senders * load.perSecond,
+        ...r,
+        cpu: cpu.slice(0, replicas),
+        redisCpu: redis ? cpu[replicas] : undefined,
+        clientCpu: (own.user + own.system) / 1e4 / seconds,
+        rss: servers.map((s) => rssMiB(s.child.pid)),
+        redisRss: redis ? rssMiB(redis.child.pid) : undefined,
+      });
+      process.stderr.write('.');
+    }
+    return rows;
+  } finally {
+    for (const c of clients) c.close();
+    for (const s of servers) await stop(s.child);
+    if (redis) {
+      await stop(redis.child);
+      rmSync(redis.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+const redisVersion = await new Promise((resolve) => {
+  const c = spawn(REDIS_SERVER, ['--version']);
+  let out = '';
+  c.stdout.on('data', (d) => (out += d));
+  c.once('exit', () => resolve(/v=([\d.]+)/.exec(out)?.[1] ?? '?'));
+  c.once('error', () => resolve('not found'));
+});
+const rows = [];
+try {
+  for (const s of SCENARIOS) rows.push(...(await scenario(s))); // each with a fresh Redis
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+}
+clearTimeout(deadline);
+
+const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+const header = [
+  'backplane',
+  'replicas',
+  'load (senders x msg/s)',
+  'offered/s',
+  'sent/s',
+  'deliveries/s',
+  'delivered',
+  'p50 ms',
+  'p99 ms',
+  'CPU % per replica',
+  'RSS MiB per replica',
+  'redis CPU %',
+  'redis RSS MiB',
+  'bench clients CPU %',
+];
+const table = rows.map((r) => [
+  r.backplane,
+  String(r.replicas),
+  r.load,
+  String(r.offered),
+  fmt(r.sentPerSecond),
+  fmt(r.deliveredPerSecond),
+  `${fmt(r.deliveredShare * 100, 1)}%`,
+  fmt(r.p50, 1),
+  fmt(r.p99, 1),
+  r.cpu.map((c) => fmt(c)).join(' / '),
+  r.rss.map((m) => fmt(m)).join(' / '),
+  r.redisCpu === undefined ? '-' : fmt(r.redisCpu),
+  r.redisRss === undefined ? '-' : fmt(r.redisRss),
+  fmt(r.clientCpu),
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
+const line = (cells) =>
+  cells
+    .map((c, i) => c.padEnd(widths[i]))
+    .join('  ')
+    .trimEnd();
+console.log('');
+console.log(
+  `chat fan-out: ${CLIENTS} clients spread over the replicas, ${RUN_SECONDS} s per load, ` +
+    `${os.cpus().length} CPUs, Node ${process.version}, redis-server ${redisVersion}, all on 127.0.0.1`,
+);
+console.log(line(header));
+for (const row of table) console.log(line(row));
+console.log(
+  'sent/s: messages the server accepted; deliveries/s: chat:message events received by all clients; ' +
+    'latency: send -> each delivery (one clock). The bench clients share the CPUs with the servers: ' +
+    'when their CPU % nears 100 the client, not the room, limits the numbers.',
+);
+const refused = rows.reduce((n, r) => n + r.refused, 0);
+if (refused > 0) console.log(`(${refused} messages refused by the server, e.g. rate limit)`);

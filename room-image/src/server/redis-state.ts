@@ -1,0 +1,170 @@
+/**
+ * Room state shared by the replicas of a room, in one Redis.
+ *
+ * Keys (all under the room's prefix P):
+ *   P + viewers      sorted set: viewer socket id → expiry (ms, Redis clock)
+ *   P + broadcaster  hash: id, exp (ms), live ('0' | '1')
+ *   P + chat         list of message JSON, the last `historySize` messages
+ *   P + rate:<user>  sorted set of the user's chat timestamps within the last minute
+ *   P + sio          the socket.io adapter's stream (its pub/sub channels start with P + sio too)
+ *
+ * Every key expires a day after the last replica of the room stopped (see TICK).
+ *
+ * A replica owns the members whose sockets it holds and refreshes their expiry every tick. If it
+ * dies, its members stop counting after `ttlMs` and the next sweep removes them, so the room never
+ * keeps ghosts. `tick` also re-adds own members that expired while this replica could not reach
+ * Redis, and reports what changed so the server can tell the broadcaster and the viewers.
+ */
+import { randomUUID } from 'node:crypto';
+import * as lua from './redis-scripts.js';
+import type { CommandClient } from './redis-scripts.js';
+import type { ChatMessage, Presence, RoomState } from './state.js';
+
+export interface TickResult {
+  /** Own viewers that had expired (e.g. after a long Redis outage) and were seated again. */
+  readded: string[];
+  /** Other replicas' viewers whose seats expired and were removed. */
+  swept: string[];
+  /** This replica's broadcaster socket, registered again after it had expired (Redis outage). */
+  restored: string | undefined;
+  /** This replica's broadcaster socket whose place another broadcaster took meanwhile. */
+  lost: string | undefined;
+  /** An expired broadcaster (of a dead replica) was removed. */
+  sweptBroadcaster: boolean;
+}
+
+function isChatMessage(v: unknown): v is ChatMessage {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    typeof m['id'] === 'string' &&
+    typeof m['name'] === 'string' &&
+    (m['role'] === 'broadcaster' || m['role'] === 'viewer') &&
+    typeof m['text'] === 'string' &&
+    typeof m['ts'] === 'number'
+  );
+}
+
+/** The socket.io adapter's stream (and pub/sub channel prefix) of the room with this prefix. */
+export const streamName = (prefix: string): string => `${prefix}sio`;
+
+/** How long a room's keys outlive its last replica. */
+const IDLE_ROOM_MS = 24 * 3600 * 1000;
+
+const strings = (v: unknown): string[] =>
+  Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+
+export class RedisRoomState implements RoomState {
+  private readonly ownViewers = new Set<string>();
+  private own: { id: string; live: boolean } | undefined;
+  private readonly keys: { viewers: string; broadcaster: string; chat: string; stream: string };
+
+  constructor(
+    private readonly client: CommandClient,
+    private readonly prefix: string,
+    /** How long a member counts without a refresh from its replica. */
+    readonly ttlMs: number,
+  ) {
+    this.keys = {
+      viewers: `${prefix}viewers`,
+      broadcaster: `${prefix}broadcaster`,
+      chat: `${prefix}chat`,
+      stream: streamName(prefix),
+    };
+  }
+
+  async tryAddViewer(id: string, max: number): Promise<boolean> {
+    const seated = (await lua.SEAT.run(this.client, [this.keys.viewers], [id, max, this.ttlMs])) === 1;
+    if (seated) this.ownViewers.add(id);
+    return seated;
+  }
+  async removeViewer(id: string): Promise<void> {
+    // Forget it first, so that no later heartbeat seats it again.
+    this.ownViewers.delete(id);
+    await this.client.sendCommand(['ZREM', this.keys.viewers, id]);
+  }
+  async hasViewer(id: string): Promise<boolean> {
+    return (await lua.HAS_VIEWER.run(this.client, [this.keys.viewers], [id])) === 1;
+  }
+  async viewerIds(): Promise<string[]> {
+    return strings(await lua.VIEWER_IDS.run(this.client, [this.keys.viewers], []));
+  }
+  async setBroadcaster(id: string): Promise<string | undefined> {
+    const prev = await lua.SET_BROADCASTER.run(this.client, [this.keys.broadcaster], [id, this.ttlMs]);
+    this.own = { id, live: false };
+    return typeof prev === 'string' && prev !== '' ? prev : undefined;
+  }
+  async clearBroadcaster(id: string): Promise<boolean> {
+    if (this.own?.id === id) this.own = undefined;
+    return (await lua.CLEAR_BROADCASTER.run(this.client, [this.keys.broadcaster], [id])) === 1;
+  }
+  async broadcaster(): Promise<string | undefined> {
+    const id = await lua.BROADCASTER.run(this.client, [this.keys.broadcaster], []);
+    return typeof id === 'string' && id !== '' ? id : undefined;
+  }
+  async setLive(id: string, live: boolean): Promise<boolean> {
+    const ok = (await lua.SET_LIVE.run(this.client, [this.keys.broadcaster], [id, live ? 1 : 0])) === 1;
+    if (ok && this.own?.id === id) this.own.live = live;
+    return ok;
+  }
+  async presence(): Promise<Presence> {
+    const r = await lua.PRESENCE.run(this.client, [this.keys.viewers, this.keys.broadcaster], []);
+    const [viewers, id, live] = Array.isArray(r) ? r : [];
+    return {
+      viewers: typeof viewers === 'number' ? viewers : 0,
+      broadcasterOnline: typeof id === 'string' && id !== '',
+      live: live === 1,
+    };
+  }
+  async addMessage(message: ChatMessage, historySize: number): Promise<void> {
+    await lua.ADD_MESSAGE.run(this.client, [this.keys.chat], [JSON.stringify(message), historySize]);
+  }
+  async history(): Promise<ChatMessage[]> {
+    const raw = strings(await this.client.sendCommand(['LRANGE', this.keys.chat, '0', '-1']));
+    const messages: ChatMessage[] = [];
+    for (const item of raw) {
+      try {
+        const m: unknown = JSON.parse(item);
+        if (isChatMessage(m)) messages.push(m);
+      } catch {
+        // a foreign or damaged entry: skip it
+      }
+    }
+    return messages;
+  }
+  async takeChatToken(userId: string, perMinute: number): Promise<boolean> {
+    const key = `${this.prefix}rate:${userId}`;
+    return (await lua.CHAT_TOKEN.run(this.client, [key], [perMinute, randomUUID()])) === 1;
+  }
+
+  /** Refreshes this replica's members; with `sweep`, also removes everybody's expired ones. */
+  async tick(sweep: boolean): Promise<TickResult> {
+    const own = this.own;
+    const { viewers, broadcaster, chat, stream } = this.keys;
+    const r = await lua.TICK.run(
+      this.client,
+      [viewers, broadcaster, chat, stream],
+      [this.ttlMs, sweep ? 1 : 0, own?.id ?? '', own?.live ? 1 : 0, IDLE_ROOM_MS, ...this.ownViewers],
+    );
+    const [readded, swept, ownState, sweptBroadcaster] = Array.isArray(r) ? r : [];
+    const lost = ownState === 'lost' ? own?.id : undefined;
+    if (lost !== undefined && this.own === own) this.own = undefined;
+    return {
+      readded: strings(readded),
+      swept: strings(swept),
+      restored: ownState === 'restored' ? own?.id : undefined,
+      lost,
+      sweptBroadcaster: sweptBroadcaster === 1,
+    };
+  }
+
+  /** Gives up this replica's members at once (shutdown), instead of letting them expire. */
+  async release(): Promise<void> {
+    const viewers = [...this.ownViewers];
+    this.ownViewers.clear();
+    if (viewers.length > 0) await this.client.sendCommand(['ZREM', this.keys.viewers, ...viewers]);
+    const own = this.own;
+    this.own = undefined;
+    if (own) await lua.CLEAR_BROADCASTER.run(this.client, [this.keys.broadcaster], [own.id]);
+  }
+}

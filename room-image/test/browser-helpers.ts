@@ -1,0 +1,69 @@
+/** Chromium (Debian's) for the page tests: fake camera, no prompts, nothing phoning home. */
+import type { Page } from 'playwright-core';
+import { sleep } from './helpers.js';
+
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+];
+
+/** Frames decoded by the viewer page's peer connection (0 when it has none yet). */
+export async function framesDecoded(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    type Stats = { forEach(cb: (r: { type: string; kind?: string; framesDecoded?: number }) => void): void };
+    type Handle = { pc(): { getStats(): Promise<Stats> } | null };
+    const handle = (globalThis as unknown as { __streamroom?: Handle }).__streamroom;
+    const pc = handle?.pc();
+    if (!pc) return 0;
+    let frames = 0;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') frames = Math.max(frames, r.framesDecoded ?? 0);
+    });
+    return frames;
+  });
+}
+
+/** Waits until the page's decoded-frame counter exceeds `above`; returns the new count. */
+export async function waitForFrames(page: Page, above: number, timeoutMs = 15_000): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  let last = 0;
+  while (Date.now() < end) {
+    last = await framesDecoded(page);
+    if (last > above) return last;
+    await sleep(150);
+  }
+  throw new Error(`no decoded frames above ${above} within ${timeoutMs} ms (last ${last})`);
+}
+
+/** The page's <video> element is actually playing the remote stream. */
+export async function expectVideoPlaying(page: Page): Promise<void> {
+  const read = (): Promise<{ w: number; t: number; paused: boolean }> =>
+    page.evaluate(() => {
+      const g = globalThis as unknown as {
+        document: {
+          getElementById(id: string): { videoWidth: number; currentTime: number; paused: boolean } | null;
+        };
+      };
+      const v = g.document.getElementById('video');
+      return { w: v?.videoWidth ?? 0, t: v?.currentTime ?? 0, paused: v?.paused ?? true };
+    });
+  const first = await read();
+  const end = Date.now() + 5000;
+  let now = first;
+  while (Date.now() < end && !(now.w > 0 && !now.paused && now.t > first.t)) {
+    await sleep(100);
+    now = await read();
+  }
+  expect(now.w).toBeGreaterThan(0);
+  expect(now.paused).toBe(false);
+  expect(now.t).toBeGreaterThan(first.t);
+}
