@@ -10,6 +10,7 @@ need_node
 need_node_modules
 need_apt chromium chromium
 need_apt lua5.4 lua5.4 # runs the Argo CD health check of examples/gitops
+need_apt redis-server redis-server # the backplane tests of room-image
 build_cluster
 
 log "lint and typecheck"

@@ -64,6 +64,23 @@ function kubectlBinary(): string {
     : 'kubectl';
 }
 
+function withKubectl(dir: string, kubeconfig: string, stop: () => Promise<void>): Cluster {
+  const kubectlPath = kubectlBinary();
+  const kenv = { ...process.env, KUBECONFIG: kubeconfig };
+  const kubectlResult = (kargs: string[], input?: string) => runCommand(kubectlPath, kargs, kenv, input);
+  return {
+    dir,
+    kubeconfig,
+    kubectlResult,
+    async kubectl(kargs, input) {
+      const r = await kubectlResult(kargs, input);
+      if (r.code !== 0) throw new Error(`kubectl ${kargs.join(' ')}: ${r.stderr.trim()}`);
+      return r.stdout;
+    },
+    stop,
+  };
+}
+
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'streamroom-e2e-'));
   const env = { ...process.env, STREAMROOM_CLUSTER_DIR: dir };
@@ -77,22 +94,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   }
   const kubeconfig = path.join(dir, 'kubeconfig');
   readFileSync(kubeconfig); // fails clearly when up.sh did not write it
-  const kubectlPath = kubectlBinary();
-  const kenv = { ...process.env, KUBECONFIG: kubeconfig };
-  const kubectlResult = (kargs: string[], input?: string) => runCommand(kubectlPath, kargs, kenv, input);
-  return {
-    dir,
-    kubeconfig,
-    kubectlResult,
-    async kubectl(kargs, input) {
-      const r = await kubectlResult(kargs, input);
-      if (r.code !== 0) throw new Error(`kubectl ${kargs.join(' ')}: ${r.stderr.trim()}`);
-      return r.stdout;
-    },
-    async stop() {
-      await run('bash', [path.join(CLUSTER, 'down.sh')], { env }).catch(() => undefined);
-    },
-  };
+  return withKubectl(dir, kubeconfig, async () => {
+    await run('bash', [path.join(CLUSTER, 'down.sh')], { env }).catch(() => undefined);
+  });
 }
 
 /** Polls until `check` returns a value other than undefined/false, or throws after the timeout. */
@@ -118,4 +122,25 @@ export async function eventually<T>(
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/**
+ * A cluster whose pods run real containers (e2e/scripts/cluster.sh: the local cluster with a real node,
+ * or kind), with this checkout's images and the operator installed by its Helm chart. A cluster that
+ * is already up (from `npm start`) is reused and left running; one started here is torn down by stop().
+ */
+export async function startRealCluster(): Promise<Cluster> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    STREAMROOM_CLUSTER_DIR: process.env.STREAMROOM_CLUSTER_DIR ?? '/tmp/streamroom-cluster',
+  };
+  const script = path.join(E2E_DIR, 'scripts', 'cluster.sh');
+  const up = await runCommand('bash', [script, 'up'], env);
+  if (up.code !== 0) throw new Error(`e2e/scripts/cluster.sh up failed:\n${up.stderr.slice(-6000)}`);
+  const kubeconfig = /^export KUBECONFIG=(.+)$/m.exec(up.stdout)?.[1];
+  if (!kubeconfig) throw new Error(`e2e/scripts/cluster.sh printed no KUBECONFIG:\n${up.stdout}`);
+  const reused = /already running/.test(up.stderr);
+  return withKubectl(path.dirname(kubeconfig), kubeconfig, async () => {
+    if (!reused) await runCommand('bash', [script, 'down'], env);
+  });
 }

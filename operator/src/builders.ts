@@ -19,6 +19,11 @@ export const ROOM_CONTAINER_PORT = 8080;
 /** Grace period the room pods get on shutdown; the room server exits well within it. */
 export const TERMINATION_GRACE_SECONDS = 30;
 export const ROOM_SHUTDOWN_TIMEOUT_SECONDS = 20;
+/**
+ * Seconds a terminating room pod keeps serving before it is told to stop: endpoints and every node's
+ * proxy rules drop the pod meanwhile, so no new connection reaches a server that is going away.
+ */
+export const ROOM_PRESTOP_SLEEP_SECONDS = 5;
 export const BROADCASTER_KEY = 'broadcasterKey';
 export const VIEWER_KEY = 'viewerKey';
 /** Password of a room's own Redis, in the keys Secret. */
@@ -192,6 +197,7 @@ export function buildDeployment(room: StreamRoom, spec: ResolvedSpec, backplane:
               ports: [{ name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' }],
               env: roomEnv(room, spec, backplane),
               resources: spec.resources,
+              lifecycle: { preStop: { sleep: { seconds: ROOM_PRESTOP_SLEEP_SECONDS } } },
               readinessProbe: {
                 httpGet: { path: '/readyz', port: 'http' },
                 periodSeconds: 5,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The operator process: flags and environment in, JSON logs out, a clean exit on SIGTERM.
 import { loadConfig, usage } from './config.js';
-import { startOperator } from './index.js';
+import { kubeConfigFor, startOperator, type RunningOperator } from './index.js';
 import { createLogger, errorMessage } from './log.js';
 
 async function main(): Promise<void> {
@@ -17,7 +17,23 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
-  const operator = await startOperator(config, { log });
+  let kubeConfig;
+  try {
+    kubeConfig = kubeConfigFor(config);
+  } catch (err) {
+    console.error(`streamroom-operator: cannot load a kubeconfig: ${errorMessage(err)}`);
+    process.exit(2);
+  }
+  // Without any configuration client-node falls back to http://localhost:8080, which never answers.
+  const server = kubeConfig.getCurrentCluster()?.server;
+  if (!server || server === 'http://localhost:8080') {
+    console.error(
+      'streamroom-operator: no cluster to talk to: set --kubeconfig or KUBECONFIG, have ~/.kube/config, or run in a pod',
+    );
+    process.exit(2);
+  }
+  // Handlers first: a SIGTERM while the caches are still syncing must stop the process too.
+  let operator: RunningOperator | undefined;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -25,6 +41,7 @@ async function main(): Promise<void> {
     log.info('shutting down', { signal });
     const force = setTimeout(() => process.exit(1), 20_000);
     force.unref();
+    if (!operator) process.exit(0);
     operator.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -35,6 +52,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  operator = await startOperator(config, { log, kubeConfig });
+  if (stopping) await operator.stop().finally(() => process.exit(0));
 }
 
 main().catch((err: unknown) => {

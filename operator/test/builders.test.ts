@@ -34,6 +34,13 @@ describe('buildDeployment', () => {
     ).toBe('example/room:9');
   });
 
+  it('keeps a terminating pod serving until the Service has dropped it, within the grace period', () => {
+    const sleep = container?.lifecycle?.preStop?.sleep?.seconds ?? 0;
+    expect(sleep).toBeGreaterThan(0);
+    const shutdown = Number(container?.env?.find((e) => e.name === 'SHUTDOWN_TIMEOUT_SECONDS')?.value);
+    expect(sleep + shutdown).toBeLessThan(pod?.terminationGracePeriodSeconds ?? 0);
+  });
+
   it('probes the room health endpoints and requests resources so the HPA can work', () => {
     expect(container?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'http' });
     expect(container?.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'http' });

@@ -1,5 +1,5 @@
 /** Chromium (Debian's) for the page tests: fake camera, no prompts, nothing phoning home. */
-import type { Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { sleep } from './helpers.js';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
@@ -66,4 +66,44 @@ export async function expectVideoPlaying(page: Page): Promise<void> {
   expect(now.w).toBeGreaterThan(0);
   expect(now.paused).toBe(false);
   expect(now.t).toBeGreaterThan(first.t);
+}
+
+/**
+ * Opens the room page in a new browser context (recorded in `contexts` so the caller can close it);
+ * with a name, the page joins under it (the client keeps the name in localStorage).
+ */
+export async function openRoomPage(
+  browser: Browser,
+  contexts: BrowserContext[],
+  url: string,
+  name?: string,
+): Promise<Page> {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+  contexts.push(ctx);
+  if (name) {
+    await ctx.addInitScript((n) => {
+      const g = globalThis as unknown as { localStorage: { setItem(k: string, v: string): void } };
+      g.localStorage.setItem('streamroom:name', n);
+    }, name);
+  }
+  const page = await ctx.newPage();
+  await page.goto(url);
+  return page;
+}
+
+/** Opens the room as its broadcaster (key in the URL fragment) and starts the fake camera. */
+export async function openBroadcaster(
+  browser: Browser,
+  contexts: BrowserContext[],
+  url: string,
+  key: string,
+): Promise<Page> {
+  const page = await openRoomPage(
+    browser,
+    contexts,
+    `${url.replace(/\/$/, '')}/#key=${encodeURIComponent(key)}`,
+  );
+  await page.getByRole('button', { name: 'Start camera' }).click();
+  await page.getByRole('button', { name: 'Stop camera' }).waitFor();
+  return page;
 }

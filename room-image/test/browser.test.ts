@@ -7,6 +7,7 @@ import {
   CHROMIUM_PATH,
   expectVideoPlaying,
   framesDecoded,
+  openRoomPage,
   waitForFrames,
 } from './browser-helpers.js';
 import { BROADCASTER_KEY, buildClientToTemp, repoRoot, start, waitFor } from './helpers.js';
@@ -39,16 +40,7 @@ afterAll(async () => {
   if (publicDir) await rm(publicDir, { recursive: true, force: true });
 });
 
-async function openViewer(name: string): Promise<Page> {
-  const ctx = await newContext({ viewport: { width: 1280, height: 760 } });
-  await ctx.addInitScript((n) => {
-    const g = globalThis as unknown as { localStorage: { setItem(k: string, v: string): void } };
-    g.localStorage.setItem('streamroom:name', n);
-  }, name);
-  const page = await ctx.newPage();
-  await page.goto(server.url);
-  return page;
-}
+const openViewer = (name: string): Promise<Page> => openRoomPage(browser, contexts, server.url, name);
 
 describe('room page in Chromium', () => {
   it('streams to viewers, relays chat, serves late joiners and survives a broadcaster reload', async () => {

@@ -3,7 +3,14 @@
  * and chat cross replicas, and pages whose replica is killed carry on without a reload.
  */
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, expectVideoPlaying, waitForFrames } from './browser-helpers.js';
+import {
+  CHROMIUM_ARGS,
+  CHROMIUM_PATH,
+  expectVideoPlaying,
+  openBroadcaster as openRoomBroadcaster,
+  openRoomPage,
+  waitForFrames,
+} from './browser-helpers.js';
 import { BROADCASTER_KEY, waitFor } from './helpers.js';
 import {
   RoundRobinProxy,
@@ -49,26 +56,9 @@ async function proxy(...backends: string[]): Promise<{ url: string; proxy: Round
   return { url: await p.listen(), proxy: p };
 }
 
-async function openPage(url: string, name?: string): Promise<Page> {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 760 } });
-  contexts.push(ctx);
-  if (name) {
-    await ctx.addInitScript((n) => {
-      const g = globalThis as unknown as { localStorage: { setItem(k: string, v: string): void } };
-      g.localStorage.setItem('streamroom:name', n);
-    }, name);
-  }
-  const page = await ctx.newPage();
-  await page.goto(url);
-  return page;
-}
-
-async function openBroadcaster(url: string): Promise<Page> {
-  const page = await openPage(`${url}/#key=${encodeURIComponent(BROADCASTER_KEY)}`);
-  await page.getByRole('button', { name: 'Start camera' }).click();
-  await page.getByRole('button', { name: 'Stop camera' }).waitFor();
-  return page;
-}
+const openPage = (url: string, name?: string): Promise<Page> => openRoomPage(browser, contexts, url, name);
+const openBroadcaster = (url: string): Promise<Page> =>
+  openRoomBroadcaster(browser, contexts, url, BROADCASTER_KEY);
 
 /** The page's socket id (changes when it reconnects) — read from the debug handle. */
 function socketId(page: Page): Promise<string | undefined> {
