@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   // Handlers first: a SIGTERM while the caches are still syncing must stop the process too.
-  let operator: RunningOperator | undefined;
+  const running: { operator?: RunningOperator } = {};
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -41,8 +41,8 @@ async function main(): Promise<void> {
     log.info('shutting down', { signal });
     const force = setTimeout(() => process.exit(1), 20_000);
     force.unref();
-    if (!operator) process.exit(0);
-    operator.stop().then(
+    if (!running.operator) process.exit(0);
+    running.operator.stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error('shutdown failed', { error: errorMessage(err) });
@@ -52,8 +52,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  operator = await startOperator(config, { log, kubeConfig });
-  if (stopping) await operator.stop().finally(() => process.exit(0));
+  running.operator = await startOperator(config, { log, kubeConfig });
+  if (stopping) await running.operator.stop().finally(() => process.exit(0));
 }
 
 main().catch((err: unknown) => {
