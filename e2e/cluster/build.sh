@@ -3,6 +3,7 @@
 #
 #   e2e/cluster/build.sh                       # everything
 #   e2e/cluster/build.sh etcd kube-apiserver   # only some
+#   e2e/cluster/build.sh --real-node           # everything + the real node's kubelet, kube-proxy, coredns, crictl
 #
 # Binaries land in ${STREAMROOM_CACHE:-$HOME/.cache/streamroom}/bin/<tool>-<version>/<tool>.
 # A tool is skipped when its binary is present and `--version` (or equivalent) works.
@@ -15,8 +16,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 
 ALL_TOOLS=(kube-apiserver etcd etcdctl kubectl kube-controller-manager kube-scheduler kwok metrics-server helm)
+# only for `up.sh --real-node` (not built by default)
+NODE_TOOLS=(kubelet kube-proxy coredns crictl)
 
-if [[ $# -gt 0 ]]; then TOOLS=("$@"); else TOOLS=("${ALL_TOOLS[@]}"); fi
+if [[ "${1:-}" == --real-node ]]; then
+  TOOLS=("${ALL_TOOLS[@]}" "${NODE_TOOLS[@]}")
+elif [[ $# -gt 0 ]]; then TOOLS=("$@"); else TOOLS=("${ALL_TOOLS[@]}"); fi
 
 # -mod=readonly: build exactly what the committed go.mod/go.sum pin (fails rather than drifting)
 export GOFLAGS="${GOFLAGS:--mod=readonly}"
@@ -43,13 +48,15 @@ k8s_version_ldflags() { # <version e.g. v1.34.4> [packages...]
 # tool -> "<module dir under tools/>|<package>|<pinned module whose version keys the cache>"
 tool_spec() {
   case "$1" in
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy)
       echo "kubernetes|k8s.io/kubernetes/cmd/$1|k8s.io/kubernetes" ;;
     etcd) echo "etcd|go.etcd.io/etcd/server/v3|go.etcd.io/etcd/server/v3" ;;
     etcdctl) echo "etcd|go.etcd.io/etcd/etcdctl/v3|go.etcd.io/etcd/etcdctl/v3" ;;
     kwok) echo "kwok|sigs.k8s.io/kwok/cmd/kwok|sigs.k8s.io/kwok" ;;
     metrics-server) echo "metrics-server|sigs.k8s.io/metrics-server/cmd/metrics-server|sigs.k8s.io/metrics-server" ;;
     helm) echo "helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3" ;;
+    coredns) echo "coredns|github.com/coredns/coredns|github.com/coredns/coredns" ;;
+    crictl) echo "cri-tools|sigs.k8s.io/cri-tools/cmd/crictl|sigs.k8s.io/cri-tools" ;;
     *) return 1 ;;
   esac
 }
@@ -68,19 +75,22 @@ helm_ldflags() { # <version e.g. v3.22.0>
 tool_ldflags() { # <tool> <version>
   local tool="$1" v="$2"
   case "$tool" in
-    kube-*|kubectl) k8s_version_ldflags "$v" ;;
+    kube-*|kubectl|kubelet) k8s_version_ldflags "$v" ;;
     etcd|etcdctl) echo "-X go.etcd.io/etcd/api/v3/version.GitSHA=$v" ;;
     kwok) echo "-X sigs.k8s.io/kwok/pkg/consts.Version=${v#v}" ;;
     # as metrics-server's Makefile: only client-go's version package (component-base's must stay
     # the Kubernetes library version, it feeds compatibility/emulation versions)
     metrics-server) k8s_version_ldflags "$v" k8s.io/client-go/pkg/version ;;
     helm) helm_ldflags "$v" ;;
+    # CoreDNS's version is a constant in coremain; its Makefile only stamps the commit
+    coredns) echo "-X github.com/coredns/coredns/coremain.GitCommit=$v" ;;
+    crictl) echo "-X sigs.k8s.io/cri-tools/pkg/version.Version=$v" ;;
   esac
 }
 
 build_one() {
   local tool="$1" spec moddir pkg keymod version dest out start end ldflags
-  spec="$(tool_spec "$tool")" || { echo "build.sh: unknown tool '$tool' (known: ${ALL_TOOLS[*]})" >&2; return 2; }
+  spec="$(tool_spec "$tool")" || { echo "build.sh: unknown tool '$tool' (known: ${ALL_TOOLS[*]} ${NODE_TOOLS[*]})" >&2; return 2; }
   IFS='|' read -r moddir pkg keymod <<<"$spec"
   version="$(module_version "$moddir" "$keymod")"
   dest="$STREAMROOM_BIN/$tool-$version"

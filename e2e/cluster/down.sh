@@ -4,6 +4,11 @@
 # Sends SIGTERM to each component's process group (newest first), waits up to
 # STREAMROOM_DOWN_TIMEOUT seconds (default 10), then SIGKILLs what is left.
 # STREAMROOM_KEEP_STATE=1 keeps the state dir (logs) after stopping.
+# With a real node (up.sh --real-node): the kubelet stops first, then every pod sandbox is removed
+# through the CRI (CNI DEL), then the rest; afterwards node/node.sh's node_cleanup removes leftover
+# containers/shims/mounts, the interfaces, the KUBE-*/CNI-* iptables chains and the pod cgroups,
+# and restores the sysctls. containerd's image store (/var/lib/streamroom-containerd) is kept,
+# unless STREAMROOM_PURGE_IMAGES=1.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,7 +18,17 @@ STATE="$STREAMROOM_CLUSTER_DIR"
 TIMEOUT="${STREAMROOM_DOWN_TIMEOUT:-10}"
 log() { echo "down.sh: $*" >&2; }
 
+REAL_NODE=0
+if [[ -f "$STATE/node/node.env" ]]; then
+  # shellcheck source=node/node.sh
+  source "$HERE/node/node.sh"
+  # shellcheck disable=SC1091
+  source "$STATE/node/node.env"
+  node_owned && REAL_NODE=1
+fi
+
 if [[ ! -f "$STATE/pids" ]]; then
+  [[ "$REAL_NODE" == 1 ]] && node_cleanup
   [[ "${STREAMROOM_KEEP_STATE:-0}" == 1 ]] || remove_state_dir "$STATE"
   log "nothing running ($STATE/pids not found)"
   exit 0
@@ -64,13 +79,32 @@ stop_groups() {
   log "  ... in $((($(date +%s%N) - t0) / 1000000))ms"
 }
 # Everything but etcd first (together), then etcd: the apiserver shuts down promptly only while
-# etcd still answers.
-first=() last=()
+# etcd still answers. A real node's kubelet goes before everything (so that it restarts nothing),
+# and its pods are removed while containerd still runs.
+kubelet=() first=() last=()
 for i in "${!groups[@]}"; do
-  if [[ "${names[$i]}" == etcd ]]; then last+=("$i"); else first+=("$i"); fi
+  case "${names[$i]}" in
+    etcd) last+=("$i") ;;
+    kubelet) kubelet+=("$i") ;;
+    *) first+=("$i") ;;
+  esac
 done
+[[ ${#kubelet[@]} -eq 0 ]] || stop_groups "${kubelet[@]}"
+if [[ "$REAL_NODE" == 1 ]]; then
+  t0=$(date +%s%N)
+  node_stop_pods
+  log "removed the real node's pods in $((($(date +%s%N) - t0) / 1000000))ms"
+fi
 [[ ${#first[@]} -eq 0 ]] || stop_groups "${first[@]}"
 [[ ${#last[@]} -eq 0 ]] || stop_groups "${last[@]}"
+if [[ "$REAL_NODE" == 1 ]]; then
+  t0=$(date +%s%N)
+  node_cleanup
+  log "cleaned up the real node (network, iptables, mounts, cgroups, sysctls) in $((($(date +%s%N) - t0) / 1000000))ms"
+  if [[ "${STREAMROOM_PURGE_IMAGES:-0}" == 1 && -d "$CTRD_ROOT/io.containerd.metadata.v1.bolt" ]]; then # a containerd root, nothing else
+    rm -rf "$CTRD_ROOT" && log "removed the node's image store $CTRD_ROOT"
+  fi
+fi
 
 if [[ "${STREAMROOM_KEEP_STATE:-0}" == 1 ]]; then
   rm -f "$STATE/pids"

@@ -22,6 +22,7 @@ tool_works() {
     kubectl) timeout 20 "$bin" version --client >/dev/null 2>&1 ;;
     etcdctl) timeout 20 "$bin" version >/dev/null 2>&1 ;;
     helm) timeout 20 "$bin" version --short >/dev/null 2>&1 ;;
+    coredns) timeout 20 "$bin" -version >/dev/null 2>&1 ;;
     *) timeout 20 "$bin" --version >/dev/null 2>&1 ;;
   esac
 }
@@ -30,12 +31,15 @@ tool_works() {
 tool_bin() {
   local tool="$1" moddir keymod
   case "$tool" in
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) moddir=kubernetes keymod=k8s.io/kubernetes ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy)
+      moddir=kubernetes keymod=k8s.io/kubernetes ;;
     etcd) moddir=etcd keymod=go.etcd.io/etcd/server/v3 ;;
     etcdctl) moddir=etcd keymod=go.etcd.io/etcd/etcdctl/v3 ;;
     kwok) moddir=kwok keymod=sigs.k8s.io/kwok ;;
     metrics-server) moddir=metrics-server keymod=sigs.k8s.io/metrics-server ;;
     helm) moddir=helm keymod=helm.sh/helm/v3 ;;
+    coredns) moddir=coredns keymod=github.com/coredns/coredns ;;
+    crictl) moddir=cri-tools keymod=sigs.k8s.io/cri-tools ;;
     *) echo "tool_bin: unknown tool $tool" >&2; return 1 ;;
   esac
   echo "$STREAMROOM_BIN/$tool-$(module_version "$moddir" "$keymod")/$tool"

@@ -3,7 +3,10 @@
 # kube-scheduler) on 127.0.0.1, from binaries cached by build.sh; in full mode also kwok (simulated
 # nodes that run pods) and metrics-server (pod CPU/memory from kwok, for kubectl top and the HPA).
 #
-#   e2e/cluster/up.sh [--apiserver-only] [--owner-pid PID]
+# With --real-node also a real node beside them: containerd, kubelet, kube-proxy and CoreDNS as
+# host processes, so pods run real containers (root only; see node/node.sh and README.md).
+#
+#   e2e/cluster/up.sh [--apiserver-only | --real-node] [--owner-pid PID]
 #   eval "$(e2e/cluster/up.sh)"        # progress goes to stderr, the export line to stdout
 #
 # Environment:
@@ -25,6 +28,12 @@
 #   STREAMROOM_UP_TIMEOUT       seconds to wait for readiness (default 60)
 #   STREAMROOM_BUILD=0          do not call build.sh for missing binaries (fail instead)
 #   STREAMROOM_KEEP_ON_FAILURE=1 leave processes and state for debugging when up.sh fails
+# Real node (--real-node or STREAMROOM_REAL_NODE=1; one per machine):
+#   STREAMROOM_NODE_NAME (streamroom-node), STREAMROOM_NODE_IP (10.250.0.1, on interface
+#   STREAMROOM_NODE_IFACE=streamroom0), STREAMROOM_NODE_POD_CIDR (10.244.0.0/24),
+#   STREAMROOM_NODE_LABELS (streamroom.dev/node=real), STREAMROOM_KUBELET_PORT (10250),
+#   STREAMROOM_CONTAINERD_ROOT (/var/lib/streamroom-containerd: image store, kept by down.sh).
+#   STREAMROOM_KWOK_NODES defaults to 0 then; kwok nodes asked for get a NoSchedule taint.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,12 +41,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 
 APISERVER_ONLY="${STREAMROOM_APISERVER_ONLY:-0}"
+REAL_NODE="${STREAMROOM_REAL_NODE:-0}"
 OWNER_PID="${STREAMROOM_CLUSTER_OWNER_PID:-}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --apiserver-only) APISERVER_ONLY=1 ;;
+    --real-node) REAL_NODE=1 ;;
     --owner-pid) OWNER_PID="$2"; shift ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -54,7 +65,24 @@ ADVERTISE="${STREAMROOM_ADVERTISE_ADDRESS:-127.0.0.1}"
 if [[ "$ADVERTISE" == 127.* ]]; then RECONCILER=none; else RECONCILER=lease; fi
 KWOK_NODES="${STREAMROOM_KWOK_NODES:-2}"
 METRICS_SERVER="${STREAMROOM_METRICS_SERVER:-1}"
-if [[ "$APISERVER_ONLY" == 1 ]]; then KWOK_NODES=0 METRICS_SERVER=0; fi
+if [[ "$APISERVER_ONLY" == 1 ]]; then KWOK_NODES=0 METRICS_SERVER=0 REAL_NODE=0; fi
+# Address of the API server for the cluster's own components (kubeconfigs of kcm, scheduler, ...).
+API_HOST=127.0.0.1
+KWOK_TAINTS="[]"
+if [[ "$REAL_NODE" == 1 ]]; then
+  # shellcheck source=node/node.sh
+  source "$HERE/node/node.sh"
+  node_settings
+  # pods run on the real node; simulated nodes only on request, and then not for normal pods
+  KWOK_NODES="${STREAMROOM_KWOK_NODES:-0}"
+  KWOK_TAINTS="[{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]"
+  if [[ -n "${STREAMROOM_ADVERTISE_ADDRESS:-}" && "$STREAMROOM_ADVERTISE_ADDRESS" != "$NODE_IP" ]]; then
+    echo "up.sh: --real-node: STREAMROOM_ADVERTISE_ADDRESS must be the node IP ($NODE_IP) or unset" >&2; exit 2
+  fi
+  # The API server listens on the node IP (pods reach it there through the kubernetes Service);
+  # 127.0.0.1:<port> stays valid for the admin kubeconfig through a socat forwarder.
+  ADVERTISE="$NODE_IP" RECONCILER=lease API_HOST="$NODE_IP"
+fi
 # (node i gets podCIDR 10.244.<i>.0/24)
 if ! [[ "$KWOK_NODES" =~ ^[0-9]+$ ]] || ((KWOK_NODES > 250)); then
   echo "up.sh: STREAMROOM_KWOK_NODES must be a number 0..250" >&2; exit 2
@@ -74,11 +102,40 @@ if [[ -f "$STATE/pids" ]]; then
     fi
   done <"$STATE/pids"
 fi
+if [[ "$REAL_NODE" == 1 ]]; then
+  node_preflight || exit 1
+  # one real node per machine (fixed interface, bridge, ports 10250 and <node IP>:53); the lock
+  # only serialises concurrent up.sh runs (the components do not inherit it)
+  exec 9>"$NODE_MARKER.lock"
+  flock -n 9 || { echo "up.sh: another up.sh --real-node is starting right now" >&2; exit 1; }
+  if other="$(node_running_elsewhere)"; then
+    echo "up.sh: a real-node cluster is already running from $other (only one per machine);" \
+      "stop it with: STREAMROOM_CLUSTER_DIR=$other $HERE/down.sh" >&2
+    exit 1
+  fi
+  if [[ -n "$(ss -Htln "sport = :$NODE_KUBELET_PORT" 2>/dev/null)" ]]; then
+    echo "up.sh: --real-node: port $NODE_KUBELET_PORT is in use (another kubelet?):" \
+      "$(ss -Htlnp "sport = :$NODE_KUBELET_PORT")" >&2
+    exit 1
+  fi
+  if [[ -f "$NODE_MARKER" || -d "$CTRD_STATE" ]] || ip link show "$NODE_IFACE" >/dev/null 2>&1; then
+    # a real node that was not shut down (crash, kill -9): clear what it left, with its settings
+    echo "up.sh: removing leftovers of a real node that was not stopped" >&2
+    node_cleanup_stale
+  fi
+fi
 remove_state_dir "$STATE"
 mkdir -p "$STATE"/{pki,logs,etcd-data}
 touch "$STATE/.streamroom-cluster"
 chmod 700 "$STATE/etcd-data"
 : >"$STATE/pids"
+if [[ "$REAL_NODE" == 1 ]]; then
+  mkdir -p "$NODE_DIR"
+  node_save_env # from here on down.sh (also the one on failure) cleans the node up
+  echo "$STATE" >"$NODE_MARKER"
+  node_save_sysctls
+  node_net_up
+fi
 
 UP_OK=0
 on_exit() {
@@ -107,6 +164,7 @@ need=(etcd kube-apiserver)
 [[ "$KWOK_NODES" == 0 && "$METRICS_SERVER" != 1 ]] || need+=(kubectl)
 [[ "$KWOK_NODES" == 0 ]] || need+=(kwok)
 [[ "$METRICS_SERVER" != 1 ]] || need+=(metrics-server)
+[[ "$REAL_NODE" != 1 ]] || need+=(kubectl kubelet kube-proxy coredns crictl)
 declare -A BIN
 missing=()
 for t in "${need[@]}"; do
@@ -143,6 +201,10 @@ KCM_PORT="${STREAMROOM_KCM_PORT:-$p4}"
 SCHED_PORT="${STREAMROOM_SCHEDULER_PORT:-$p5}"
 KWOK_PORT="${STREAMROOM_KWOK_PORT:-$p6}"
 MS_PORT="${STREAMROOM_METRICS_SERVER_PORT:-$p7}"
+if [[ "$REAL_NODE" == 1 ]]; then
+  read -r KUBELET_HEALTHZ_PORT PROXY_HEALTHZ_PORT PROXY_METRICS_PORT COREDNS_HEALTH_PORT COREDNS_READY_PORT \
+    <<<"$(free_ports 5)"
+fi
 
 # ---------------------------------------------------------------- certificates
 PKI="$STATE/pki"
@@ -172,6 +234,15 @@ cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-cl
 cert kube-controller-manager ca "/CN=system:kube-controller-manager" clientAuth
 cert kube-scheduler ca "/CN=system:kube-scheduler" clientAuth
 cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
+if [[ "$REAL_NODE" == 1 ]]; then
+  # kubelet: client cert (Node authorizer identity) and serving cert (the API server and
+  # metrics-server reach it at its InternalIP and verify it against our CA); kube-proxy: user bound
+  # to the built-in system:node-proxier role; CoreDNS: node/coredns-rbac.yaml
+  cert kubelet ca "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
+  cert kubelet-serving ca "/CN=$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
+  cert kube-proxy ca "/CN=system:kube-proxy" clientAuth
+  cert coredns ca "/CN=streamroom:coredns" clientAuth
+fi
 if [[ "$KWOK_NODES" != 0 ]]; then
   # kwok's server is the "kubelet" of every simulated node (metrics-server scrapes it over TLS,
   # verified with our CA); its API client is cluster-admin (like kwokctl's setup)
@@ -188,7 +259,7 @@ key sa
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 chmod 600 "$PKI"/*.key
 
-kubeconfig() { # <file> <user cert name>
+kubeconfig() { # <file> <user cert name> [API host]
   local b64='base64 -w0'
   cat >"$1" <<EOF
 apiVersion: v1
@@ -196,7 +267,7 @@ kind: Config
 clusters:
 - name: streamroom-e2e
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://${3:-$API_HOST}:$API_PORT
     certificate-authority-data: $($b64 <"$PKI/ca.crt")
 users:
 - name: $2
@@ -212,11 +283,17 @@ current-context: streamroom-e2e
 EOF
   chmod 600 "$1"
 }
-kubeconfig "$STATE/kubeconfig" admin
+kubeconfig "$STATE/kubeconfig" admin 127.0.0.1
 kubeconfig "$STATE/kube-controller-manager.kubeconfig" kube-controller-manager
 kubeconfig "$STATE/kube-scheduler.kubeconfig" kube-scheduler
 [[ "$KWOK_NODES" == 0 ]] || kubeconfig "$STATE/kwok.kubeconfig" kwok
 [[ "$METRICS_SERVER" != 1 ]] || kubeconfig "$STATE/metrics-server.kubeconfig" metrics-server
+if [[ "$REAL_NODE" == 1 ]]; then
+  kubeconfig "$STATE/kubelet.kubeconfig" kubelet
+  kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy
+  kubeconfig "$STATE/coredns.kubeconfig" coredns
+  node_write_configs
+fi
 
 # ---------------------------------------------------------------- processes
 # Each component runs in its own session/process group (setsid) so down.sh can signal the whole
@@ -226,7 +303,7 @@ start() { # <name> <binary> args...
   shift 2
   # shellcheck disable=SC2016 # expanded by the inner shell
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$bin" "$@" \
-    >"$STATE/logs/$name.log" 2>&1 </dev/null &
+    >"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
   for _ in $(seq 50); do [[ -s "$pidfile" ]] && break; sleep 0.05; done
   echo "$name $(cat "$pidfile") $bin" >>"$STATE/pids"
   rm -f "$pidfile"
@@ -246,6 +323,10 @@ wait_for() {
   done
 }
 
+if [[ "$REAL_NODE" == 1 ]]; then
+  # first, so that it is up (to load the pause image) by the time the API server is
+  start containerd "$(command -v containerd)" --config "$NODE_DIR/containerd.toml"
+fi
 start etcd "${BIN[etcd]}" \
   --name=streamroom-e2e \
   --data-dir="$STATE/etcd-data" \
@@ -262,10 +343,16 @@ start etcd "${BIN[etcd]}" \
 wait_for "etcd" curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 log "etcd ready on 127.0.0.1:$ETCD_PORT ($(elapsed))"
 
+APISERVER_EXTRA=()
+if [[ "$REAL_NODE" == 1 ]]; then
+  # logs/exec/port-forward: dial kubelets at their InternalIP and verify their serving certs
+  # shellcheck disable=SC2054 # commas inside one flag
+  APISERVER_EXTRA+=(--kubelet-preferred-address-types=InternalIP,Hostname --kubelet-certificate-authority="$PKI/ca.crt")
+fi
 start kube-apiserver "${BIN[kube-apiserver]}" \
   --advertise-address="$ADVERTISE" \
   --endpoint-reconciler-type="$RECONCILER" \
-  --bind-address=127.0.0.1 \
+  --bind-address="$API_HOST" \
   --secure-port="$API_PORT" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
   --tls-cert-file="$PKI/apiserver.crt" \
@@ -288,10 +375,20 @@ start kube-apiserver "${BIN[kube-apiserver]}" \
   --enable-aggregator-routing="${STREAMROOM_AGGREGATOR_ROUTING:-false}" \
   --allow-privileged=true \
   --profiling=false \
+  ${APISERVER_EXTRA[@]+"${APISERVER_EXTRA[@]}"} \
   --v=1
+if [[ "$REAL_NODE" == 1 ]]; then
+  start apiserver-loopback "$(command -v socat)" \
+    "TCP-LISTEN:$API_PORT,bind=127.0.0.1,reuseaddr,fork" "TCP:$NODE_IP:$API_PORT"
+fi
 wait_for "kube-apiserver /readyz" curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
   "https://127.0.0.1:$API_PORT/readyz"
-log "kube-apiserver ready on https://127.0.0.1:$API_PORT ($(elapsed))"
+log "kube-apiserver ready on https://$API_HOST:$API_PORT ($(elapsed))"
+if [[ "$REAL_NODE" == 1 ]]; then
+  wait_for "containerd ($CTRD_SOCK)" ctr --address "$CTRD_SOCK" version
+  "$HERE/load-images.sh" "$("$HERE/node/image.sh" pause)" >&2
+  log "containerd ready, pause image loaded ($(elapsed))"
+fi
 
 if [[ "$APISERVER_ONLY" != 1 ]]; then
   start kube-controller-manager "${BIN[kube-controller-manager]}" \
@@ -357,13 +454,16 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
   KUBECTL=("${BIN[kubectl]:-kubectl}" --kubeconfig="$STATE/kubeconfig" --request-timeout=20s)
   manifests=""
   for i in $(seq "$KWOK_NODES"); do
-    manifests+="$(sed -e "s|@NAME@|kwok-node-$i|g" -e "s|@POD_CIDR@|10.244.$i.0/24|g" \
+    manifests+="$(sed -e "s|@NAME@|kwok-node-$i|g" -e "s|@POD_CIDR@|10.244.$i.0/24|g" -e "s|@TAINTS@|$KWOK_TAINTS|g" \
       -e "s|@CPU@|${STREAMROOM_KWOK_NODE_CPU:-32}|g" -e "s|@MEMORY@|${STREAMROOM_KWOK_NODE_MEMORY:-128Gi}|g" \
       -e "s|@PODS@|${STREAMROOM_KWOK_NODE_PODS:-110}|g" "$HERE/kwok/node.yaml")"$'\n---\n'
   done
   if [[ "$METRICS_SERVER" == 1 ]]; then
     manifests+="$(sed -e "s|@PORT@|$MS_PORT|g" -e "s|@CA_BUNDLE@|$(base64 -w0 <"$PKI/ca.crt")|g" \
-      "$HERE/metrics-server/apiservice.yaml")"
+      "$HERE/metrics-server/apiservice.yaml")"$'\n---\n'
+  fi
+  if [[ "$REAL_NODE" == 1 ]]; then
+    manifests+="$(node_object)"$'\n---\n'"$(cat "$HERE/node/coredns-rbac.yaml")"
   fi
   if [[ -n "$manifests" ]]; then
     wait_for "kube-system namespace" "${KUBECTL[@]}" get namespace kube-system
@@ -383,6 +483,28 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     wait_for "kwok /healthz" curl -fsS --cacert "$PKI/ca.crt" "https://127.0.0.1:$KWOK_PORT/healthz"
     wait_for "$KWOK_NODES kwok nodes Ready" nodes_ready
     log "kwok (:$KWOK_PORT): $KWOK_NODES nodes Ready ($(elapsed))"
+  fi
+  if [[ "$REAL_NODE" == 1 ]]; then
+    start kubelet "${BIN[kubelet]}" \
+      --config="$NODE_DIR/kubelet.yaml" \
+      --kubeconfig="$STATE/kubelet.kubeconfig" \
+      --root-dir="$NODE_DIR/kubelet" \
+      --cert-dir="$NODE_DIR/kubelet/pki" \
+      --hostname-override="$NODE_NAME" \
+      --node-ip="$NODE_IP" \
+      --node-labels="$NODE_LABELS" \
+      --v=1
+    start kube-proxy "${BIN[kube-proxy]}" --config="$NODE_DIR/kube-proxy.yaml" --v=1
+    start coredns "${BIN[coredns]}" -conf "$NODE_DIR/Corefile"
+    node_ready() {
+      [[ "$("${KUBECTL[@]}" get node "$NODE_NAME" \
+        -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
+    }
+    wait_for "kubelet /healthz" curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+    wait_for "node $NODE_NAME Ready" node_ready
+    wait_for "kube-proxy /healthz" curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+    wait_for "CoreDNS /ready" curl -fsS "http://127.0.0.1:$COREDNS_READY_PORT/ready"
+    log "real node $NODE_NAME ($NODE_IP) Ready: kubelet :$NODE_KUBELET_PORT, kube-proxy, CoreDNS $NODE_IP:53 ($(elapsed))"
   fi
   if [[ "$METRICS_SERVER" == 1 ]]; then
     wait_for "APIService v1beta1.metrics.k8s.io Available" "${KUBECTL[@]}" wait --timeout=1s \
@@ -407,6 +529,14 @@ export STREAMROOM_CA_FILE=$PKI/ca.crt
 EOF
 [[ "$KWOK_NODES" == 0 ]] || echo "export STREAMROOM_KWOK_URL=https://127.0.0.1:$KWOK_PORT" >>"$STATE/env"
 [[ "$METRICS_SERVER" != 1 ]] || echo "export STREAMROOM_METRICS_SERVER_URL=https://127.0.0.1:$MS_PORT" >>"$STATE/env"
+if [[ "$REAL_NODE" == 1 ]]; then
+  cat >>"$STATE/env" <<EOF
+export STREAMROOM_REAL_NODE=1
+export STREAMROOM_NODE_NAME=$NODE_NAME
+export STREAMROOM_NODE_IP=$NODE_IP
+export CONTAINER_RUNTIME_ENDPOINT=unix://$CTRD_SOCK
+EOF
+fi
 UP_OK=1
 log "cluster up in $(elapsed) (state: $STATE; logs: $STATE/logs; stop: $HERE/down.sh)"
 echo "export KUBECONFIG=$STATE/kubeconfig"

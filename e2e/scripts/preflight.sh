@@ -49,14 +49,18 @@ need_node_modules() {
   fi
 }
 
-# The binaries of the local control plane, built once from the Go module proxy and cached.
+# The binaries of the local control plane, built once from the Go module proxy and cached; extra
+# tools as arguments (e.g. the real node's kubelet kube-proxy coredns crictl).
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server helm)
 build_cluster() {
   need_go
   need_apt openssl openssl
-  bash e2e/cluster/build.sh "${CLUSTER_TOOLS[@]}" >&2 || die "building the local Kubernetes failed (see above)"
-  # Use the kubectl built with the cluster (same version as the API server).
-  local kubectl_bin
-  kubectl_bin=$(source e2e/cluster/lib.sh && tool_bin kubectl)
-  export PATH="$(dirname "$kubectl_bin"):$PATH"
+  bash e2e/cluster/build.sh "${CLUSTER_TOOLS[@]}" "$@" >&2 || die "building the local Kubernetes failed (see above)"
+  # Use the kubectl and helm built with the cluster (kubectl of the API server's version).
+  local bin
+  for bin in kubectl helm; do
+    bin=$(source e2e/cluster/lib.sh && tool_bin "$bin")
+    PATH="$(dirname "$bin"):$PATH"
+  done
+  export PATH
 }

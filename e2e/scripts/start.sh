@@ -1,52 +1,38 @@
 #!/usr/bin/env bash
-# `npm start`: a local Kubernetes built from source (control plane, simulated kwok nodes, metrics-server),
-# the StreamRoom CRD, the operator, and examples/basic-room.yaml, then the room's status.
-# `npm stop` tears it all down.
+# `npm start`: a cluster that runs real containers (e2e/scripts/cluster.sh: this repository's Kubernetes
+# with a real node, or kind on a machine with Docker and internet), the images built from this
+# checkout, the operator installed by its Helm chart, and examples/basic-room.yaml; then the room's
+# URL, for viewers and for the broadcaster. `npm stop` tears it all down.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=preflight.sh
 source e2e/scripts/preflight.sh
 
-export STREAMROOM_CLUSTER_DIR="${STREAMROOM_CLUSTER_DIR:-/tmp/streamroom-cluster}"
-STATE="$STREAMROOM_CLUSTER_DIR"
-need_node
-need_node_modules
-build_cluster
-
-if [[ -f "$STATE/pids" ]] && KUBECONFIG="$STATE/kubeconfig" kubectl get --raw /readyz >/dev/null 2>&1; then
-  log "the local cluster is already running ($STATE)"
-else
-  bash e2e/cluster/down.sh >/dev/null 2>&1 || true
-  bash e2e/cluster/up.sh >/dev/null
-fi
-export KUBECONFIG="$STATE/kubeconfig"
-
-kubectl apply -f crds/ >&2
-kubectl wait --for=condition=Established crd/streamrooms.streamroom.dev --timeout=60s >/dev/null
-npm run --silent build -w operator >&2
-
-if ! grep -q '^operator ' "$STATE/pids" 2>/dev/null; then
-  log "starting the operator (logs: $STATE/logs/operator.log)"
-  setsid node operator/dist/main.js --health-address 127.0.0.1:0 >"$STATE/logs/operator.log" 2>&1 </dev/null &
-  # down.sh stops every process group listed here.
-  echo "operator $! node" >>"$STATE/pids"
+started=$(date +%s)
+eval "$(bash e2e/scripts/cluster.sh up)"
+[[ -n "${KUBECONFIG:-}" ]] || die "e2e/scripts/cluster.sh printed no KUBECONFIG"
+# kubectl and helm of the local cluster, when it built them
+if [[ -f e2e/cluster/lib.sh ]]; then
+  kubectl_bin=$(source e2e/cluster/lib.sh && tool_bin kubectl)
+  [[ -x "$kubectl_bin" ]] && PATH="$(dirname "$kubectl_bin"):$PATH"
 fi
 
 kubectl apply -f examples/basic-room.yaml >&2
-log "waiting for the room's status"
-for _ in $(seq 1 60); do
+log "waiting for the room to be Ready"
+phase=""
+for _ in $(seq 1 180); do
   phase=$(kubectl get streamroom basic -o jsonpath='{.status.phase}' 2>/dev/null || true)
-  [[ "$phase" == Ready || "$phase" == Failed || "$phase" == Degraded ]] && break
+  [[ "$phase" == Ready || "$phase" == Failed ]] && break
   sleep 1
 done
 kubectl get streamrooms
 url=$(kubectl get streamroom basic -o jsonpath='{.status.url}')
 message=$(kubectl get streamroom basic -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')
+key=$(kubectl get secret basic-keys -o jsonpath='{.data.broadcasterKey}' | base64 -d)
 echo
-echo "Room:     basic (phase ${phase:-unknown})"
-echo "URL:      ${url:-not known yet}"
-echo "Status:   $message"
-echo "Kubeconfig: export KUBECONFIG=$KUBECONFIG"
-echo "Note:     the nodes of this local cluster are simulated (kwok): the room's pods are scheduled and"
-echo "          reported Ready, but no container runs, so nothing answers at the URL yet."
-echo "Stop it:  npm stop"
+echo "Room:        basic (phase ${phase:-unknown}; ready in $(($(date +%s) - started)) s)"
+echo "Viewers:     ${url:-not known yet}"
+[[ -z "$url" ]] || echo "Broadcaster: ${url}#key=${key}"
+echo "Status:      $message"
+echo "Kubeconfig:  export KUBECONFIG=$KUBECONFIG"
+echo "Stop it:     npm stop"

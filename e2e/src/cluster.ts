@@ -14,6 +14,8 @@ const CLUSTER = path.join(E2E_DIR, 'cluster');
 export interface Cluster {
   dir: string;
   kubeconfig: string;
+  /** The kubectl binary the helpers run. */
+  kubectlPath: string;
   /** Runs kubectl; resolves with stdout, rejects with an Error whose message is stderr. */
   kubectl(args: string[], input?: string): Promise<string>;
   /** Runs kubectl and returns its exit code and output, whatever they are. */
@@ -71,6 +73,7 @@ function withKubectl(dir: string, kubeconfig: string, stop: () => Promise<void>)
   return {
     dir,
     kubeconfig,
+    kubectlPath,
     kubectlResult,
     async kubectl(kargs, input) {
       const r = await kubectlResult(kargs, input);
