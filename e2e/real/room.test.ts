@@ -212,7 +212,8 @@ describe('rooms on a cluster with real containers', () => {
       record('room_pod_memory_50_clients_mib', (await podMemoryMiB('busy'))[0]);
       const scaledUpAt = await eventually(
         'the HPA adds a replica',
-        async () => ((await jsonpath('deployment', 'busy', '{.spec.replicas}')) === '2' ? Date.now() : undefined),
+        async () =>
+          (await jsonpath('deployment', 'busy', '{.spec.replicas}')) === '2' ? Date.now() : undefined,
         240_000,
         2000,
       );
@@ -254,7 +255,15 @@ describe('rooms on a cluster with real containers', () => {
         await sleep(50);
       }
     })();
-    await kubectl(['patch', 'streamroom', 'basic', '--type', 'merge', '-p', JSON.stringify({ spec: { image: next } })]);
+    await kubectl([
+      'patch',
+      'streamroom',
+      'basic',
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({ spec: { image: next } }),
+    ]);
     await kubectl(['rollout', 'status', 'deployment/basic', '--timeout=180s']);
     await eventually(
       'only pods of the new image',

@@ -23,10 +23,11 @@ MODE="${STREAMROOM_CLUSTER:-$(command -v kind >/dev/null 2>&1 && echo kind || ec
 KIND_NAME="${STREAMROOM_KIND_NAME:-streamroom}"
 RELEASE=streamroom-operator
 RELEASE_NS=streamroom-system
-ROOM_IMAGE="$(sed -n "s/^export const DEFAULT_ROOM_IMAGE = '\(.*\)';/\1/p" operator/src/config.ts)"
-APP_VERSION="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/streamroom-operator/Chart.yaml)"
-OPERATOR_IMAGE="streamroom/operator:$APP_VERSION"
-REDIS_IMAGE=streamroom/redis:7
+# the image names e2e/images/build.sh builds (the ones the operator and the chart ask for)
+read -r ROOM_IMAGE OPERATOR_IMAGE REDIS_IMAGE < <(
+  # shellcheck disable=SC1091
+  source e2e/images/lib.sh && echo "$ROOM_IMAGE $OPERATOR_IMAGE $REDIS_IMAGE"
+)
 IMAGES=("$ROOM_IMAGE" "$OPERATOR_IMAGE" "$REDIS_IMAGE")
 
 kubeconfig_path() { if [[ "$MODE" == kind ]]; then echo "$STATE/kind.kubeconfig"; else echo "$STATE/kubeconfig"; fi; }
@@ -80,7 +81,12 @@ up() {
   log "installing the operator with its Helm chart ($OPERATOR_IMAGE)"
   # The chart carries the CRD (helm installs it on first install only; apply keeps it current).
   kubectl apply --server-side --force-conflicts -f crds/ >&2
+  # The local cluster's NodePorts answer on 127.0.0.1, and only there is http a secure page that a
+  # broadcaster's browser lets use the camera: room URLs name it (kind: the node's own address).
+  local extra=()
+  [[ "$MODE" != local ]] || extra=(--set nodeAddress=127.0.0.1)
   helm upgrade --install "$RELEASE" charts/streamroom-operator -n "$RELEASE_NS" --create-namespace \
+    "${extra[@]}" \
     --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
     --set defaultRoomImage="$ROOM_IMAGE" --set backplane.redisImage="$REDIS_IMAGE" \
     --wait --timeout 5m >&2

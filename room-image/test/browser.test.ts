@@ -167,3 +167,24 @@ describe('transport fallback', () => {
     }
   }, 40_000);
 });
+
+describe('insecure pages', () => {
+  it('tells a broadcaster on plain http (not localhost) that the camera needs a secure page', async () => {
+    // room.test resolves to the test server, so the page is http on a name that is not localhost.
+    const insecure = await chromium.launch({
+      executablePath: CHROMIUM_PATH,
+      args: [...CHROMIUM_ARGS, '--host-resolver-rules=MAP room.test 127.0.0.1'],
+    });
+    try {
+      const page = await insecure.newPage();
+      await page.goto(`http://room.test:${server.port}/#key=${encodeURIComponent(BROADCASTER_KEY)}`);
+      expect(await page.evaluate(() => globalThis.isSecureContext)).toBe(false);
+      await page.getByRole('button', { name: 'Start camera' }).click();
+      await page.locator('#toast', { hasText: 'Broadcasting needs a secure page' }).waitFor();
+      await page.getByRole('button', { name: 'Share screen' }).click();
+      await page.locator('#toast', { hasText: 'https://' }).waitFor();
+    } finally {
+      await insecure.close();
+    }
+  }, 30_000);
+});

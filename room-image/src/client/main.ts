@@ -408,7 +408,19 @@ const broadcaster = (() => {
     renderControls();
   }
 
+  /** Browsers offer camera and screen only to secure pages: https, or http on localhost. */
+  function mediaAllowed(): boolean {
+    if (window.isSecureContext && navigator.mediaDevices) return true;
+    toast(
+      'Broadcasting needs a secure page: the browser offers camera and screen only over https:// or on ' +
+        'localhost. Open the room over HTTPS (an Ingress with TLS) or through localhost ' +
+        '(kubectl port-forward); viewers can watch over plain http.',
+    );
+    return false;
+  }
+
   async function startCamera(): Promise<void> {
+    if (!mediaAllowed()) return;
     try {
       let media: MediaStream;
       try {
@@ -426,6 +438,7 @@ const broadcaster = (() => {
   }
 
   async function shareScreen(): Promise<void> {
+    if (!mediaAllowed()) return;
     try {
       const media = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: true });
       setStream(media, 'screen');
