@@ -178,7 +178,9 @@ describe('insecure pages', () => {
     try {
       const page = await insecure.newPage();
       await page.goto(`http://room.test:${server.port}/#key=${encodeURIComponent(BROADCASTER_KEY)}`);
-      expect(await page.evaluate(() => globalThis.isSecureContext)).toBe(false);
+      expect(
+        await page.evaluate(() => (globalThis as unknown as { isSecureContext: boolean }).isSecureContext),
+      ).toBe(false);
       await page.getByRole('button', { name: 'Start camera' }).click();
       await page.locator('#toast', { hasText: 'Broadcasting needs a secure page' }).waitFor();
       await page.getByRole('button', { name: 'Share screen' }).click();
