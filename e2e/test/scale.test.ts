@@ -91,8 +91,20 @@ describe('rooms at scale', () => {
       return list.items.filter((r) => r.status?.phase === 'Ready').length;
     };
     await eventually('100 rooms Ready', async () => (await ready()) === 100, 300_000, 1000);
-    const deployments = await cluster.kubectl(['get', 'deployments', '-n', 'many', '-o', 'name']);
-    expect(deployments.trim().split('\n')).toHaveLength(100);
+    // Each room's own Deployment, and (replicas.max defaults to 10) each room's Redis.
+    for (const name of ['streamroom', 'streamroom-redis']) {
+      const deployments = await cluster.kubectl([
+        'get',
+        'deployments',
+        '-n',
+        'many',
+        '-l',
+        `app.kubernetes.io/name=${name}`,
+        '-o',
+        'name',
+      ]);
+      expect(deployments.trim().split('\n')).toHaveLength(100);
+    }
     expect(operator?.controller.stats.reconcileErrors).toBe(0);
   }, 330_000);
 });
