@@ -84,16 +84,16 @@ function parseKi(q: string): number {
   return m[2] === 'Gi' ? n * 1024 * 1024 : m[2] === 'Mi' ? n * 1024 : m[2] === 'Ki' ? n : n / 1024;
 }
 
-/** `kubectl port-forward` to one pod (pinned to it, as a user debugging a pod would); the local URL. */
-async function forwardToPod(pod: string): Promise<string> {
+/** `kubectl port-forward` to a pod or service (e.g. `pod/x`, port 8080); the local URL. */
+async function forward(target: string, port: number): Promise<string> {
   const child = spawn(
     cluster.kubectlPath,
-    ['port-forward', '-n', NS, `pod/${pod}`, ':8080', '--address', '127.0.0.1'],
+    ['port-forward', '-n', NS, target, `:${port}`, '--address', '127.0.0.1'],
     { env: { ...process.env, KUBECONFIG: cluster.kubeconfig }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   forwards.push(child);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`port-forward to ${pod} did not start`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`port-forward to ${target} did not start`)), 20_000);
     child.stdout?.on('data', (d: Buffer) => {
       const port = /127\.0\.0\.1:(\d+) ->/.exec(d.toString())?.[1];
       if (port) {
@@ -101,7 +101,7 @@ async function forwardToPod(pod: string): Promise<string> {
         resolve(`http://127.0.0.1:${port}/`);
       }
     });
-    child.once('exit', (code) => reject(new Error(`port-forward to ${pod} exited ${code}`)));
+    child.once('exit', (code) => reject(new Error(`port-forward to ${target} exited ${code}`)));
   });
 }
 
@@ -161,7 +161,15 @@ describe('rooms on a cluster with real containers', () => {
     record('apply_to_ready_ms', Date.now() - appliedAt);
     expect(url).toMatch(/^http:\/\/[\d.]+:\d+\/$/);
     const key = await secretValue('basic-keys', 'broadcasterKey');
-    const broadcaster = await openBroadcaster(browser, contexts, url, key);
+    // Browsers allow the camera on https or localhost only: a broadcaster whose room URL is another
+    // address (kind's node address) broadcasts through a port-forward, as a user would.
+    const local = /^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(url);
+    const broadcaster = await openBroadcaster(
+      browser,
+      contexts,
+      local ? url : await forward('svc/basic', 80),
+      key,
+    );
     const viewer = await openRoomPage(browser, contexts, url, 'Vera Viewer');
     await waitForFrames(viewer, 0, 60_000);
     record('apply_to_first_frame_ms', Date.now() - appliedAt);
@@ -308,7 +316,7 @@ describe('rooms on a cluster with real containers', () => {
       .trim()
       .split(' ');
     expect(pods).toHaveLength(3);
-    const [a, b, c] = await Promise.all(pods.map(forwardToPod));
+    const [a, b, c] = await Promise.all(pods.map((pod) => forward(`pod/${pod}`, 8080)));
     const key = await secretValue('trio-keys', 'broadcasterKey');
     const broadcaster = await openBroadcaster(browser, contexts, a as string, key);
     const onB = await openRoomPage(browser, contexts, b as string, 'Bea on pod B');

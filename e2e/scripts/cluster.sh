@@ -60,8 +60,10 @@ kind_up() {
   # The HPA needs resource metrics; kind ships no metrics-server (its kubelets use self-signed certs).
   KUBECONFIG="$STATE/kind.kubeconfig" kubectl apply -f \
     https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.8.0/components.yaml >&2
-  KUBECONFIG="$STATE/kind.kubeconfig" kubectl -n kube-system patch deployment metrics-server --type json -p \
-    '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]' >&2
+  KUBECONFIG="$STATE/kind.kubeconfig" kubectl -n kube-system get deployment metrics-server -o yaml |
+    grep -q -- --kubelet-insecure-tls ||
+    KUBECONFIG="$STATE/kind.kubeconfig" kubectl -n kube-system patch deployment metrics-server --type json -p \
+      '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]' >&2
 }
 
 up() {
