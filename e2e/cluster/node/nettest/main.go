@@ -97,8 +97,13 @@ func waitSignalFn(f func()) {
 }
 
 func get(url string) int {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	return do(&http.Client{Timeout: 5 * time.Second}, req)
+}
+
+// do sends the request and prints the body; 0 for a 2xx answer, else 1 (the error on stderr).
+func do(client *http.Client, req *http.Request) int {
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -144,17 +149,5 @@ func api(path string) int {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	req, _ := http.NewRequest(http.MethodGet, "https://kubernetes.default.svc"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := client.Do(req)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	os.Stdout.Write(body)
-	if resp.StatusCode/100 != 2 {
-		fmt.Fprintf(os.Stderr, "HTTP %d\n", resp.StatusCode)
-		return 1
-	}
-	return 0
+	return do(client, req)
 }
