@@ -2,7 +2,7 @@
 # A Kubernetes cluster that runs real room containers: the images built from this checkout, the
 # operator installed in the cluster by its Helm chart. Used by `npm start` and the real-node e2e suite.
 #
-#   e2e/scripts/cluster.sh up      # progress on stderr; `export KUBECONFIG=...` on stdout
+#   e2e/scripts/cluster.sh up      # progress on stderr; `export KUBECONFIG=... PATH=...` lines on stdout
 #   e2e/scripts/cluster.sh down
 #   e2e/scripts/cluster.sh tag IMAGE NEW  # tag an image and load it into the cluster's nodes
 #
@@ -93,6 +93,8 @@ up() {
     --set defaultRoomImage="$ROOM_IMAGE" --set backplane.redisImage="$REDIS_IMAGE" \
     --wait --timeout 5m >&2
   echo "export KUBECONFIG=$KUBECONFIG"
+  # the kubectl and helm used here (the local cluster's own builds come first on this PATH)
+  printf 'export PATH=%q\n' "$PATH"
 }
 
 # tag <image> <new name>: the image under another name, in the cluster's nodes too (for rollout tests).

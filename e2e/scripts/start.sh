@@ -11,11 +11,6 @@ source e2e/scripts/preflight.sh
 started=$(date +%s)
 eval "$(bash e2e/scripts/cluster.sh up)"
 [[ -n "${KUBECONFIG:-}" ]] || die "e2e/scripts/cluster.sh printed no KUBECONFIG"
-# kubectl and helm of the local cluster, when it built them
-if [[ -f e2e/cluster/lib.sh ]]; then
-  kubectl_bin=$(source e2e/cluster/lib.sh && tool_bin kubectl)
-  [[ -x "$kubectl_bin" ]] && PATH="$(dirname "$kubectl_bin"):$PATH"
-fi
 
 kubectl apply -f examples/basic-room.yaml >&2
 log "waiting for the room to be Ready"
