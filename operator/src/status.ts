@@ -70,7 +70,13 @@ interface Assessment {
 const T = (reason: string, message: string): Cond => ({ status: 'True', reason, message });
 const F = (reason: string, message: string): Cond => ({ status: 'False', reason, message });
 
-function assess(s: ObservedState, url: string | undefined, desired: number, ready: number): Assessment {
+function assess(
+  s: ObservedState,
+  url: string | undefined,
+  desired: number,
+  ready: number,
+  backplane: Cond,
+): Assessment {
   const d = s.deployment;
   const counts = `${ready} of ${desired} replicas ready`;
   if (s.error) {
@@ -141,7 +147,7 @@ function assess(s: ObservedState, url: string | undefined, desired: number, read
   }
   if (ready === 0) {
     const msg =
-      backplaneCondition(s).status === 'False'
+      backplane.status === 'False'
         ? `Waiting for the room's Redis backplane, then for its pods to become ready: ${counts}.`
         : `Waiting for the room's pods to become ready: ${counts}.`;
     return {
@@ -228,8 +234,9 @@ export function computeStatus(s: ObservedState): StreamRoomStatus {
   const url = roomUrl(s);
   const desired = s.spec.suspend ? 0 : (s.deployment?.spec?.replicas ?? s.spec.replicas.min);
   const ready = s.deployment?.status?.readyReplicas ?? 0;
-  const { phase, conditions } = assess(s, url, desired, ready);
-  const all: Record<ConditionType, Cond> = { ...conditions, BackplaneReady: backplaneCondition(s) };
+  const backplane = backplaneCondition(s);
+  const { phase, conditions } = assess(s, url, desired, ready, backplane);
+  const all: Record<ConditionType, Cond> = { ...conditions, BackplaneReady: backplane };
   const generation = s.room.metadata.generation;
   return {
     phase,
