@@ -9,7 +9,8 @@
 # A tool is skipped when its binary is present and `--version` (or equivalent) works.
 # Versions are pinned by the go.mod files under e2e/cluster/tools/<module>/.
 # Go's own caches (GOCACHE, GOMODCACHE) stay at their defaults, outside the repo.
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -88,31 +89,71 @@ tool_ldflags() { # <tool> <version>
   esac
 }
 
-build_one() {
-  local tool="$1" spec moddir pkg keymod version dest out start end ldflags
+# fmt_secs <seconds>: 75 -> 1m15s
+fmt_secs() { if (($1 >= 60)); then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); else printf '%ds' "$1"; fi; }
+
+# go_build_with_progress <tool> <label> <go build args...>: a cold build of a Kubernetes binary takes
+# minutes with no output of its own; say every 30 s that it is still going, so nobody thinks it hung.
+go_build_with_progress() {
+  local tool="$1" label="$2" pid start=$SECONDS rc=0
+  shift 2
+  "${NICE[@]}" go build "$@" &
+  pid=$!
+  while ! wait_up_to 30 "$pid"; do
+    echo "== $label: still building $tool ($(fmt_secs $((SECONDS - start))) so far, $(fmt_secs $((SECONDS - TOTAL_START))) in all)"
+  done
+  wait "$pid" || rc=$?
+  return "$rc"
+}
+# wait_up_to <seconds> <pid>: 0 once the process has ended, 1 if it still runs after that long.
+wait_up_to() {
+  local i
+  for ((i = 0; i < $1 * 2; i++)); do
+    kill -0 "$2" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+build_one() { # <tool> <label "[i/n]">
+  local tool="$1" label="$2" spec moddir pkg keymod version dest out start end ldflags
   spec="$(tool_spec "$tool")" || { echo "build.sh: unknown tool '$tool' (known: ${ALL_TOOLS[*]} ${NODE_TOOLS[*]})" >&2; return 2; }
   IFS='|' read -r moddir pkg keymod <<<"$spec"
   version="$(module_version "$moddir" "$keymod")"
   dest="$STREAMROOM_BIN/$tool-$version"
   out="$dest/$tool"
-  start=$(date +%s)
+  start=$SECONDS
   if tool_works "$tool" "$out"; then
-    echo "== $tool $version: cached ($out) [$(( $(date +%s) - start ))s]"
+    echo "== $label $tool $version: cached ($out)"
     return 0
   fi
-  echo "== $tool $version: building $pkg ..."
+  echo "== $label $tool $version: building $pkg ($(fmt_secs $((SECONDS - TOTAL_START))) elapsed)"
   mkdir -p "$dest"
   ldflags="-s -w $(tool_ldflags "$tool" "$version")"
-  (cd "$HERE/tools/$moddir" && "${NICE[@]}" go build -trimpath -ldflags="$ldflags" -o "$out.tmp.$$" "$pkg")
+  (cd "$HERE/tools/$moddir" && go_build_with_progress "$tool" "$label" -trimpath -ldflags="$ldflags" -o "$out.tmp.$$" "$pkg")
   mv -f "$out.tmp.$$" "$out" # atomic: concurrent build.sh runs never see a half-written binary
-  end=$(date +%s)
+  end=$SECONDS
   if ! tool_works "$tool" "$out"; then
     echo "build.sh: $out built but its version check failed" >&2
     return 1
   fi
-  echo "== $tool $version: built in $(( end - start ))s -> $out ($(du -h "$out" | cut -f1))"
+  echo "== $label $tool $version: built in $(fmt_secs $((end - start))) -> $out ($(du -h "$out" | cut -f1))"
 }
 
-total_start=$(date +%s)
-for t in "${TOOLS[@]}"; do build_one "$t"; done
-echo "== build.sh done in $(( $(date +%s) - total_start ))s (cache: $STREAMROOM_BIN)"
+TOTAL_START=$SECONDS
+missing=0
+for t in "${TOOLS[@]}"; do
+  spec="$(tool_spec "$t")" || continue
+  IFS='|' read -r moddir _ keymod <<<"$spec"
+  tool_works "$t" "$STREAMROOM_BIN/$t-$(module_version "$moddir" "$keymod")/$t" || missing=$((missing + 1))
+done
+if ((missing > 0)); then
+  echo "== building $missing of ${#TOOLS[@]} tools from the Go module proxy (the first time on 2 cores takes" \
+    "about 25 minutes, kube-apiserver alone about 5; later runs reuse $STREAMROOM_BIN and Go's caches)"
+fi
+i=0
+for t in "${TOOLS[@]}"; do
+  i=$((i + 1))
+  build_one "$t" "[$i/${#TOOLS[@]}]"
+done
+echo "== build.sh done in $(fmt_secs $((SECONDS - TOTAL_START))) (cache: $STREAMROOM_BIN)"

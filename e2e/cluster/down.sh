@@ -9,7 +9,9 @@
 # containers/shims/mounts, the interfaces, the KUBE-*/CNI-* iptables chains and the pod cgroups,
 # and restores the sysctls. containerd's image store (/var/lib/streamroom-containerd) is kept,
 # unless STREAMROOM_PURGE_IMAGES=1.
-set -uo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # says what failed
+set +e # best effort: every step tolerates what is already gone, and one failing step must not stop the rest
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh

@@ -12,7 +12,8 @@
 # streamroom/room:0.1.0 -> docker.io/streamroom/room:0.1.0, debian:bookworm-slim ->
 # docker.io/library/debian:bookworm-slim; a pod may use either form.
 # Needs a running `up.sh --real-node` cluster (STREAMROOM_CLUSTER_DIR) and root.
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -57,7 +58,7 @@ tar_info() {
   m="$(tar -xOf "$1" manifest.json 2>/dev/null)" || return 0
   cfg="$(grep -o '"Config":"[^"]*"' <<<"$m" | head -n1 | sed 's/.*:"//; s/"$//; s/\.json$//; s/^blobs\/sha256\///')"
   grep -o '"RepoTags":\[[^]]*\]' <<<"$m" | sed 's/^"RepoTags":\[//; s/\]$//' | tr ',' '\n' | tr -d '" ' |
-    while read -r ref; do [[ -n "$ref" ]] && echo "sha256:$cfg $ref"; done
+    while read -r ref; do if [[ -n "$ref" ]]; then echo "sha256:$cfg $ref"; fi; done
 }
 
 import() { # reads a tar stream on stdin

@@ -9,7 +9,8 @@
 #
 #   e2e/cluster/smoke-node.sh           # uses STREAMROOM_CLUSTER_DIR (default /tmp/streamroom-cluster)
 #   e2e/cluster/smoke-node.sh --keep    # leave the cluster running at the end (no cleanliness check)
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh

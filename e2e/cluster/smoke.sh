@@ -6,7 +6,8 @@
 #
 #   e2e/cluster/smoke.sh [--apiserver-only]     # uses $STREAMROOM_CLUSTER_DIR/kubeconfig
 # KUBECTL=... picks the kubectl (default: the cached one from build.sh, else kubectl on PATH).
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh

@@ -34,7 +34,8 @@
 #   STREAMROOM_NODE_LABELS (streamroom.dev/node=real), STREAMROOM_KUBELET_PORT (10250),
 #   STREAMROOM_CONTAINERD_ROOT (/var/lib/streamroom-containerd: image store, kept by down.sh).
 #   STREAMROOM_KWOK_NODES defaults to 0 then; kwok nodes asked for get a NoSchedule taint.
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -208,7 +209,8 @@ fi
 
 # ---------------------------------------------------------------- certificates
 PKI="$STATE/pki"
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/$1.key" 2>/dev/null; }
+# (openssl's chatter goes to logs/pki.log, whose tail on_exit prints if a step fails)
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/$1.key" 2>>"$STATE/logs/pki.log"; }
 ca() { # <name> <CN>
   key "$1"
   openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 -out "$PKI/$1.crt" \
@@ -223,7 +225,7 @@ extendedKeyUsage=$eku"
   [[ -z "$san" ]] || ext+=$'\n'"subjectAltName=$san"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" |
     openssl x509 -req -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial -days 3650 \
-      -extfile <(echo "$ext") -out "$PKI/$name.crt" 2>/dev/null
+      -extfile <(echo "$ext") -out "$PKI/$name.crt" 2>>"$STATE/logs/pki.log"
 }
 ca ca streamroom-e2e-ca
 ca front-proxy-ca streamroom-e2e-front-proxy-ca
@@ -256,7 +258,7 @@ if [[ "$METRICS_SERVER" == 1 ]]; then
   cert metrics-server ca "/O=system:masters/CN=metrics-server" clientAuth
 fi
 key sa
-openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>>"$STATE/logs/pki.log"
 chmod 600 "$PKI"/*.key
 
 kubeconfig() { # <file> <user cert name> [API host]

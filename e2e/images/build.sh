@@ -25,7 +25,8 @@
 #   STREAMROOM_DOCKER          docker client (default: /usr/bin/docker if present, else docker)
 #   NODE_EXTRA_CA_CERTS        a CA bundle file, handed to `npm ci` in the builds as the BuildKit
 #                              secret extra_ca (for a TLS-intercepting proxy)
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 # shellcheck source=lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -115,19 +116,15 @@ new_tmp() {
   TMP_DIRS+=("$NEW_TMP")
 }
 
-apt_install() {
-  log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
-
 since() { printf '%ss' "$((SECONDS - $1))"; }
 
 # ---- 1. Docker engine -------------------------------------------------------------------------
 dockerd_bin() {
   local p
-  p="$(command -v dockerd || true)"
-  [[ -n "$p" ]] || for p in /usr/sbin/dockerd /usr/bin/dockerd ""; do [[ -x "$p" ]] && break; done
+  p="$(exe_path dockerd || true)"
+  if [[ -z "$p" ]]; then
+    for p in /usr/sbin/dockerd /usr/bin/dockerd ""; do if [[ -x "$p" ]]; then break; fi; done
+  fi
   printf '%s\n' "$p"
 }
 
@@ -136,15 +133,11 @@ ensure_engine() {
   local dockerd
   dockerd="$(dockerd_bin)"
   if [[ -z "$DOCKER" || -z "$dockerd" ]]; then
-    if is_root; then
-      apt_install docker.io
-      pick_docker
-      dockerd="$(dockerd_bin)"
-      [[ -n "$DOCKER" && -n "$dockerd" ]] || die "docker.io is installed but there is no docker or dockerd"
-      docker_ok && return 0
-    else
-      die "no Docker engine: install it (as root: apt-get install -y docker.io), start dockerd, and rerun"
-    fi
+    need_packages "${IMAGE_PACKAGES[@]}" || die "no Docker engine (see above)"
+    pick_docker
+    dockerd="$(dockerd_bin)"
+    [[ -n "$DOCKER" && -n "$dockerd" ]] || die "docker.io is installed but there is no docker or dockerd"
+    docker_ok && return 0
   fi
   if ! is_root; then
     if [[ -S /var/run/docker.sock ]]; then
@@ -216,7 +209,7 @@ rootfs_tarball() {
     return 0
   fi
   is_root || die "making the Debian rootfs needs root (debootstrap, chroot); rerun as root"
-  if ! command -v debootstrap >/dev/null 2>&1; then apt_install debootstrap; fi
+  need_packages debootstrap=debootstrap || die "the Debian base image needs debootstrap (see above)"
 
   local tmp start=$SECONDS
   new_tmp

@@ -7,6 +7,9 @@ IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$IMAGES_DIR/../.." && pwd)"
 STREAMROOM_CACHE="${STREAMROOM_CACHE:-${HOME:-/tmp}/.cache/streamroom}"
 
+# shellcheck source=../scripts/packages.sh
+source "$IMAGES_DIR/../scripts/packages.sh"
+
 log() { printf '[images] %s\n' "$*" >&2; }
 die() {
   printf '[images] error: %s\n' "$*" >&2
@@ -23,7 +26,7 @@ pick_docker() {
   elif [[ -x /usr/bin/docker ]]; then
     DOCKER=/usr/bin/docker
   else
-    DOCKER="$(command -v docker || true)"
+    DOCKER="$(exe_path docker || true)"
   fi
 }
 pick_docker

@@ -9,7 +9,8 @@
 # (streamroom/room:0.1.0 -> DIR/streamroom_room_0.1.0.tar); a tarball whose image ID has not
 # changed since it was written (recorded in FILE.id) is kept as is. Prints the tarballs' paths,
 # one per line, on stdout; progress goes to stderr.
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 # shellcheck source=lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"

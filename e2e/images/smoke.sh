@@ -7,7 +7,8 @@
 #             port; and with the operator's arguments (--requirepass, --dir /data) as uid 999.
 # Containers and the network get a name with this script's pid and are removed at exit.
 # Same image names and environment as build.sh. Exit status 0 when every check passed.
-set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 # shellcheck source=lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"

@@ -12,14 +12,15 @@
 #          and loaded into the node's containerd. Needs root; for machines without a registry.
 #   kind   `kind create cluster` + `kind load docker-image`, for a machine with Docker and internet.
 #   default: kind when the `kind` command exists, else local.
-set -euo pipefail
+# shellcheck source=errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/errors.sh" # set -Eeuo pipefail; says what failed
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=preflight.sh
 source e2e/scripts/preflight.sh
 
 export STREAMROOM_CLUSTER_DIR="${STREAMROOM_CLUSTER_DIR:-/tmp/streamroom-cluster}"
 STATE="$STREAMROOM_CLUSTER_DIR"
-MODE="${STREAMROOM_CLUSTER:-$(command -v kind >/dev/null 2>&1 && echo kind || echo local)}"
+MODE="$(cluster_mode)"
 KIND_NAME="${STREAMROOM_KIND_NAME:-streamroom}"
 RELEASE=streamroom-operator
 RELEASE_NS=streamroom-system
@@ -34,14 +35,16 @@ kubeconfig_path() { if [[ "$MODE" == kind ]]; then echo "$STATE/kind.kubeconfig"
 
 local_up() {
   [[ $(id -u) -eq 0 ]] || die "the local cluster runs a real kubelet and needs root (or install kind and Docker, and set STREAMROOM_CLUSTER=kind)"
-  build_cluster kubelet kube-proxy coredns crictl
+  # every package first, so that a missing one stops this at once, not after the long build
+  need_packages "${NODE_PACKAGES[@]}" "${IMAGE_PACKAGES[@]}" || exit 1
+  build_cluster "${NODE_TOOLS[@]}"
   bash e2e/images/build.sh >&2 || die "building the images failed (see above)"
   if [[ -f "$STATE/pids" ]] && KUBECONFIG="$STATE/kubeconfig" kubectl get --raw /readyz >/dev/null 2>&1 &&
     KUBECONFIG="$STATE/kubeconfig" kubectl get node -l streamroom.dev/node=real -o name 2>/dev/null | grep -q .; then
     log "the local cluster with a real node is already running ($STATE)"
   else
-    bash e2e/cluster/down.sh >/dev/null 2>&1 || true
-    bash e2e/cluster/up.sh --real-node >/dev/null
+    bash e2e/cluster/down.sh >&2 || log "e2e/cluster/down.sh failed (see above); starting anyway"
+    bash e2e/cluster/up.sh --real-node >/dev/null # (stdout: the export line; progress is on stderr)
   fi
   bash e2e/cluster/load-images.sh "${IMAGES[@]}" >&2
 }

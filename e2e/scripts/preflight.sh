@@ -1,31 +1,14 @@
-# Sourced by start.sh and test.sh: checks what the machine needs and installs what it can.
-# As root on Debian, missing packages are installed with apt-get; otherwise the script stops at once,
-# saying exactly what to install.
+# Sourced by start.sh, test.sh and cluster.sh: checks what the machine needs and installs what it can.
+# As root on Debian, missing packages are installed with apt-get (packages.sh); otherwise the script
+# stops at once, saying exactly what to install.
 log() { echo "streamroom: $*" >&2; }
 die() {
   echo "streamroom: $*" >&2
   exit 1
 }
 
-APT_UPDATED=0
-# need_apt <command> <debian package>: installs the package when the command is missing.
-need_apt() {
-  local cmd="$1" pkg="$2"
-  command -v "$cmd" >/dev/null 2>&1 && return 0
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    if [[ $APT_UPDATED == 0 ]]; then
-      log "apt-get update"
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
-      APT_UPDATED=1
-    fi
-    log "installing $pkg (for $cmd)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >&2 ||
-      die "apt-get install $pkg failed"
-    command -v "$cmd" >/dev/null 2>&1 || die "$pkg is installed but $cmd is still missing"
-  else
-    die "$cmd is missing: install it with 'sudo apt-get install -y $pkg' and run this again"
-  fi
-}
+# shellcheck source=packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
 
 need_node() {
   command -v node >/dev/null 2>&1 || die "Node.js is missing: install Node.js 20 (20.19 or newer) and run this again"
@@ -52,9 +35,13 @@ need_node_modules() {
 # The binaries of the local control plane, built once from the Go module proxy and cached; extra
 # tools as arguments (e.g. the real node's kubelet kube-proxy coredns crictl).
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server helm)
+NODE_TOOLS=(kubelet kube-proxy coredns crictl)
+
+# cluster_mode: which cluster has real containers (e2e/scripts/cluster.sh): STREAMROOM_CLUSTER, else
+# kind when the kind command exists, else local.
+cluster_mode() { echo "${STREAMROOM_CLUSTER:-$(command -v kind >/dev/null 2>&1 && echo kind || echo local)}"; }
 build_cluster() {
   need_go
-  need_apt openssl openssl
   bash e2e/cluster/build.sh "${CLUSTER_TOOLS[@]}" "$@" >&2 || die "building the local Kubernetes failed (see above)"
   # Use the kubectl and helm built with the cluster (kubectl of the API server's version).
   local bin

@@ -3,13 +3,16 @@
 # with a real node, or kind on a machine with Docker and internet), the images built from this
 # checkout, the operator installed by its Helm chart, and examples/basic-room.yaml; then the room's
 # URL, for viewers and for the broadcaster. `npm stop` tears it all down.
-set -euo pipefail
+# shellcheck source=errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/errors.sh" # set -Eeuo pipefail; says what failed
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=preflight.sh
 source e2e/scripts/preflight.sh
 
 started=$(date +%s)
-eval "$(bash e2e/scripts/cluster.sh up)"
+# (not `eval "$(...)"`: that would hide a failure of cluster.sh behind eval's own status)
+exports="$(bash e2e/scripts/cluster.sh up)" || die "e2e/scripts/cluster.sh up failed (see above)"
+eval "$exports"
 [[ -n "${KUBECONFIG:-}" ]] || die "e2e/scripts/cluster.sh printed no KUBECONFIG"
 
 kubectl apply -f examples/basic-room.yaml >&2

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # `npm test`: every check of the project, from a clean clone. Installs what is missing (as root on
 # Debian) or stops at once saying what to install. Arguments go to jest (e.g. a file name filter).
-set -euo pipefail
+# shellcheck source=errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/errors.sh" # set -Eeuo pipefail; says what failed
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=preflight.sh
 source e2e/scripts/preflight.sh
 
 need_node
 need_node_modules
-need_apt chromium chromium
-need_apt lua5.4 lua5.4 # runs the Argo CD health check of examples/gitops
-need_apt redis-server redis-server # the backplane tests of room-image
-build_cluster
+# Everything is checked (and installed) before the long build, so a missing package stops the run at
+# once rather than after it. The real-container pass on the local cluster also needs the real node's
+# packages and binaries and Docker for the images.
+packages=("${TEST_PACKAGES[@]}")
+node_tools=()
+if [[ "${STREAMROOM_REAL_E2E:-1}" != 0 && "$(cluster_mode)" == local ]]; then
+  packages+=("${NODE_PACKAGES[@]}" "${IMAGE_PACKAGES[@]}")
+  node_tools=("${NODE_TOOLS[@]}")
+fi
+need_packages "${packages[@]}" || exit 1
+build_cluster "${node_tools[@]+"${node_tools[@]}"}"
 
 log "lint and typecheck"
 npm run --silent lint

@@ -9,7 +9,8 @@
 # Reproducible: fixed timestamps/owners and a -trimpath build, so the same sources give the same
 # image ID (load-images.sh then skips the import). Cached in $STREAMROOM_CACHE/images/ keyed by a
 # hash of the sources and the Go version.
-set -euo pipefail
+# shellcheck source=../../scripts/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/../lib.sh

@@ -23,9 +23,20 @@ node_settings() {
   CTRD_SOCK="$CTRD_STATE/containerd.sock"
   NODE_DIR="$STATE/node"
   NODE_MARKER=/run/streamroom-real-node # holds the state dir of the running real-node cluster
-  CNI_BIN_DIR=""
+  node_find_cni
+}
+
+# node_find_cni: CNI_BIN_DIR, the directory of the CNI plugins (empty until they are installed).
+node_find_cni() {
   local d
-  for d in /usr/lib/cni /opt/cni/bin; do [[ -x "$d/bridge" ]] && { CNI_BIN_DIR="$d"; break; }; done
+  CNI_BIN_DIR=""
+  for d in /usr/lib/cni /opt/cni/bin; do
+    if [[ -x "$d/bridge" ]]; then
+      CNI_BIN_DIR="$d"
+      break
+    fi
+  done
+  return 0
 }
 
 # node_save_env: what down.sh / load-images.sh need, written into the state dir.
@@ -39,44 +50,13 @@ node_save_env() {
 }
 
 # ---------------------------------------------------------------- preflight
-_node_apt_updated=0
-# node_need <path or command> <debian package>: as e2e/scripts/preflight.sh's need_apt: installs the
-# package with apt-get when root on Debian, else stops saying exactly what to install.
-node_need() {
-  local what="$1" pkg="$2"
-  _node_have "$what" && return 0
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && [[ "${STREAMROOM_NO_APT:-0}" != 1 ]]; then
-    if [[ $_node_apt_updated == 0 ]]; then
-      log "apt-get update"
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || { log "apt-get update failed"; return 1; }
-      _node_apt_updated=1
-    fi
-    log "installing $pkg (for $what)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >&2 ||
-      { log "apt-get install $pkg failed"; return 1; }
-    _node_have "$what" || { log "$pkg is installed but $what is still missing"; return 1; }
-  else
-    log "--real-node: $what is missing: install it with 'sudo apt-get install -y $pkg' and run this again"
-    return 1
-  fi
-}
-_node_have() { if [[ "$1" == /* ]]; then [[ -x "$1" ]]; else command -v "$1" >/dev/null 2>&1; fi; }
+# shellcheck source=../../scripts/packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/packages.sh"
 
 node_preflight() {
   [[ $(id -u) -eq 0 ]] || { log "--real-node needs root (containerd, kubelet, network and iptables setup)"; return 1; }
-  node_need containerd containerd || return 1
-  node_need ctr containerd || return 1
-  node_need runc runc || return 1
-  node_need containerd-shim-runc-v2 containerd || return 1
-  node_need conntrack conntrack || return 1
-  node_need iptables iptables || return 1
-  node_need ip iproute2 || return 1
-  node_need socat socat || return 1
-  node_need mount mount || return 1
-  if [[ -z "$CNI_BIN_DIR" ]]; then
-    node_need /usr/lib/cni/bridge containernetworking-plugins || return 1
-    CNI_BIN_DIR=/usr/lib/cni
-  fi
+  need_packages "${NODE_PACKAGES[@]}" || return 1
+  [[ -n "$CNI_BIN_DIR" ]] || node_find_cni
   local p
   for p in bridge host-local portmap loopback firewall; do
     [[ -x "$CNI_BIN_DIR/$p" ]] || { log "CNI plugin $CNI_BIN_DIR/$p is missing (apt-get install -y containernetworking-plugins)"; return 1; }
