@@ -1,6 +1,6 @@
 // Starts and stops the local control plane of e2e/cluster for a test file, and runs kubectl against it.
-import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,4 +146,78 @@ export async function startRealCluster(): Promise<Cluster> {
   return withKubectl(path.dirname(kubeconfig), kubeconfig, async () => {
     if (!reused) await runCommand('bash', [script, 'down'], env);
   });
+}
+
+/** The running kube-apiserver of a cluster started by up.sh, to take it away and bring it back. */
+export interface ApiServerControl {
+  /** SIGSTOP: the process and its open connections hang, as on a frozen machine. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  /** SIGTERM and wait until it has exited. */
+  stop(): Promise<void>;
+  /** Starts it again with the same command line (after stop()). */
+  start(): void;
+  /** Resolves once /readyz answers ok; with the time that took. */
+  waitReady(timeoutMs?: number): Promise<number>;
+}
+
+export function apiServerControl(cluster: Cluster): ApiServerControl {
+  const pidsFile = path.join(cluster.dir, 'pids');
+  const find = () => {
+    const line = readFileSync(pidsFile, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('kube-apiserver '));
+    if (!line) throw new Error(`no kube-apiserver in ${pidsFile}`);
+    return Number(line.split(' ')[1]);
+  };
+  let pid = find();
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  const alive = (p: number) => {
+    try {
+      process.kill(p, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    pause: () => process.kill(pid, 'SIGSTOP'),
+    resume: () => process.kill(pid, 'SIGCONT'),
+    async stop() {
+      process.kill(pid, 'SIGTERM');
+      const deadline = Date.now() + 60_000;
+      while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    },
+    start() {
+      const log = openSync(path.join(cluster.dir, 'logs', 'kube-apiserver.log'), 'a');
+      const child = spawn(argv[0] ?? 'kube-apiserver', argv.slice(1), {
+        detached: true, // a process group of its own, which down.sh stops
+        stdio: ['ignore', log, log],
+      });
+      child.unref();
+      const old = pid;
+      pid = child.pid ?? 0;
+      const lines = readFileSync(pidsFile, 'utf8').split('\n');
+      writeFileSync(
+        pidsFile,
+        lines
+          .map((l) => (l.startsWith(`kube-apiserver ${old} `) ? l.replace(` ${old} `, ` ${pid} `) : l))
+          .join('\n'),
+      );
+    },
+    async waitReady(timeoutMs = 120_000) {
+      const started = Date.now();
+      await eventually(
+        'kube-apiserver /readyz',
+        async () =>
+          (await cluster.kubectlResult(['get', '--raw', '/readyz', '--request-timeout=2s'])).stdout.trim() ===
+          'ok',
+        timeoutMs,
+        100,
+      );
+      return Date.now() - started;
+    },
+  };
 }

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig, startOperator, type RunningOperator } from '../../operator/src/index.js';
-import { createLogger } from '../../operator/src/log.js';
+import { createLogger, type Logger } from '../../operator/src/log.js';
 import { REPO_DIR, type Cluster } from './cluster.js';
 
 export async function installCrd(cluster: Cluster): Promise<void> {
@@ -21,7 +21,7 @@ export async function installCrd(cluster: Cluster): Promise<void> {
  */
 export function runOperator(
   cluster: Cluster,
-  options: { kubeConfig?: KubeConfig; args?: string[] } = {},
+  options: { kubeConfig?: KubeConfig; args?: string[]; log?: Logger } = {},
 ): Promise<RunningOperator> {
   let kc = options.kubeConfig;
   if (!kc) {
@@ -31,7 +31,7 @@ export function runOperator(
   const args = ['--health-address', '', '--default-image', 'streamroom/room:test', ...(options.args ?? [])];
   return startOperator(loadConfig(args, {}), {
     kubeConfig: kc,
-    log: createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn'),
+    log: options.log ?? createLogger(process.env.STREAMROOM_TEST_LOG === 'debug' ? 'debug' : 'warn'),
   });
 }
 

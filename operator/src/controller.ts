@@ -19,8 +19,8 @@ import {
 } from './builders.js';
 import type { OperatorConfig } from './config.js';
 import { APPLIED_HASH_ANNOTATION, drift, withHash } from './diff.js';
-import { ResilientInformer } from './informer.js';
-import { collectionPath, KubeClient, type KindInfo } from './kube.js';
+import { ResilientInformer, type InformerHealth } from './informer.js';
+import { collectionPath, statusCode, type ControllerApi, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
 import { canonical, computeStatus, statusChanged, type ObservedState } from './status.js';
 import { WorkQueue } from './workqueue.js';
@@ -49,13 +49,42 @@ export class ReconcileError extends Error {
   }
 }
 
-/** One cache per kind, made of one informer per watched namespace (or one for all). */
-class KindCache<T extends KubernetesObject> {
+/** What the controller reads its objects from: a cache of one kind, kept current by watches. */
+export interface Cache<T extends KubernetesObject> {
+  get(name: string, namespace: string): T | undefined;
+  list(): T[];
+  on(verb: 'add' | 'update' | 'delete', handler: (obj: T) => void): void;
+  start(): void;
+  stop(): Promise<void>;
+  /** Resolves once the cache reflects a complete list (again, after a relist). */
+  waitForSync(): Promise<void>;
+  readonly synced: boolean;
+  /** How each underlying watch stands with the API server. */
+  readonly health: (InformerHealth & { name: string })[];
+  /** Watches resumed after failures plus relists. */
+  readonly restarts: number;
+}
+
+/** Makes the cache of one kind (children: only those carrying the operator's label). */
+export type CacheFactory = <T extends KubernetesObject>(kind: KindInfo, labelSelector?: string) => Cache<T>;
+
+/** The real caches: one resilient informer per watched namespace (or one for all). */
+export function informerCaches(
+  kc: KubeConfig,
+  api: ControllerApi,
+  cfg: OperatorConfig,
+  log: Logger,
+): CacheFactory {
+  return <T extends KubernetesObject>(kind: KindInfo, labelSelector?: string) =>
+    new KindCache<T>(kc, api, kind, cfg.namespaces, labelSelector, cfg, log);
+}
+
+class KindCache<T extends KubernetesObject> implements Cache<T> {
   readonly informers = new Map<string, ResilientInformer<T>>();
 
   constructor(
     kc: KubeConfig,
-    kube: KubeClient,
+    api: ControllerApi,
     kind: KindInfo,
     namespaces: string[],
     labelSelector: string | undefined,
@@ -66,7 +95,7 @@ class KindCache<T extends KubernetesObject> {
       const informer = new ResilientInformer<T>(
         kc,
         collectionPath(kind, ns || undefined),
-        () => kube.list<T>(kind, ns || undefined, labelSelector),
+        () => api.list<T>(kind, ns || undefined, labelSelector),
         labelSelector,
         { idleTimeoutMs: cfg.watchIdleTimeoutSeconds * 1000, log, name: `${kind.kind}${ns ? `/${ns}` : ''}` },
       );
@@ -102,6 +131,14 @@ class KindCache<T extends KubernetesObject> {
     return Promise.all([...this.informers.values()].map((i) => i.waitForSync())).then(() => undefined);
   }
 
+  get synced(): boolean {
+    return [...this.informers.values()].every((i) => i.hasSynced);
+  }
+
+  get health(): (InformerHealth & { name: string })[] {
+    return [...this.informers.entries()].map(([, i]) => ({ name: i.name, ...i.state }));
+  }
+
   get restarts(): number {
     return [...this.informers.values()].reduce((n, i) => n + i.restarts + i.relists, 0);
   }
@@ -122,12 +159,18 @@ export interface ControllerStats {
   reconcileErrors: number;
 }
 
+/** What the controller is built from: the API, and the caches it reads (fakes in unit tests). */
+export interface ControllerDeps {
+  api: ControllerApi;
+  caches: CacheFactory;
+}
+
 export class Controller {
-  readonly kube: KubeClient;
+  readonly kube: ControllerApi;
   readonly queue: WorkQueue;
   readonly stats: ControllerStats = { reconciles: 0, reconcileErrors: 0 };
-  private readonly rooms: KindCache<StreamRoom>;
-  private readonly children: Record<ChildKind, KindCache<KubernetesObject>>;
+  private readonly rooms: Cache<StreamRoom>;
+  private readonly children: Record<ChildKind, Cache<KubernetesObject>>;
   private resyncTimer: NodeJS.Timeout | undefined;
   /**
    * Writes whose watch events the caches may not have delivered yet, per room: what was written, and the
@@ -142,21 +185,19 @@ export class Controller {
   /** The last warning recorded per room, so a failing room does not fill the Event list. */
   private readonly lastWarning = new Map<string, string>();
   private started = false;
+  private stopping = false;
 
   constructor(
-    kc: KubeConfig,
+    deps: ControllerDeps,
     private readonly config: OperatorConfig,
     private readonly log: Logger,
   ) {
-    this.kube = new KubeClient(kc);
-    this.rooms = new KindCache<StreamRoom>(kc, this.kube, ROOM, config.namespaces, undefined, config, log);
+    this.kube = deps.api;
+    this.rooms = deps.caches<StreamRoom>(ROOM);
     const selector = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
     this.children = Object.fromEntries(
-      CHILD_KINDS.map((k) => [
-        k,
-        new KindCache(kc, this.kube, CHILDREN[k], config.namespaces, selector, config, log),
-      ]),
-    ) as Record<ChildKind, KindCache<KubernetesObject>>;
+      CHILD_KINDS.map((k) => [k, deps.caches(CHILDREN[k], selector)]),
+    ) as Record<ChildKind, Cache<KubernetesObject>>;
     this.queue = new WorkQueue({
       workers: config.workers,
       handler: (key) => this.reconcile(key),
@@ -190,7 +231,7 @@ export class Controller {
 
   /** Starts the informers, waits for their first list, then starts the workers and the periodic resync. */
   async start(): Promise<void> {
-    const caches = [this.rooms, ...Object.values(this.children)];
+    const caches = this.caches;
     caches.forEach((c) => c.start());
     await Promise.all(caches.map((c) => c.waitForSync()));
     this.queue.start();
@@ -204,12 +245,29 @@ export class Controller {
     });
   }
 
+  private get caches(): Cache<KubernetesObject>[] {
+    return [this.rooms, ...Object.values(this.children)];
+  }
+
+  /**
+   * Whether the operator is doing its work: started, every cache synced, and no watch failing to reach
+   * the API server. (The readiness probe uses it; liveness does not, so an API outage never gets the
+   * operator restarted.)
+   */
+  get readiness(): { ready: boolean; reason: string } {
+    if (!this.started) return { ready: false, reason: 'starting: caches not synced yet' };
+    const failing = this.caches.flatMap((c) => c.health).find((h) => h.failing);
+    if (failing)
+      return { ready: false, reason: `API server unreachable (${failing.name}: ${failing.lastError})` };
+    return { ready: true, reason: 'ok' };
+  }
+
   get ready(): boolean {
-    return this.started;
+    return this.readiness.ready;
   }
 
   get informerRestarts(): number {
-    return [this.rooms, ...Object.values(this.children)].reduce((n, c) => n + c.restarts, 0);
+    return this.caches.reduce((n, c) => n + c.restarts, 0);
   }
 
   /** Enqueues every known room (level-triggered: a periodic full pass repairs anything missed). */
@@ -218,10 +276,27 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    this.syncWake?.();
     clearInterval(this.resyncTimer);
     await this.queue.shutdown();
-    await Promise.all([this.rooms, ...Object.values(this.children)].map((c) => c.stop()));
+    await Promise.all(this.caches.map((c) => c.stop()));
     this.log.info('operator stopped');
+  }
+
+  private syncWake: (() => void) | undefined;
+  /**
+   * Waits until every cache is synced: a reconcile never decides from a cache that is being relisted.
+   * False when the controller is stopping meanwhile.
+   */
+  private async cachesSynced(): Promise<boolean> {
+    while (!this.stopping && !this.caches.every((c) => c.synced)) {
+      await Promise.race([
+        Promise.all(this.caches.map((c) => c.waitForSync())),
+        new Promise<void>((r) => (this.syncWake = r)),
+      ]);
+    }
+    return !this.stopping;
   }
 
   /** Brings one room's children and status to what the room wants. Throws to be retried with backoff. */
@@ -229,6 +304,7 @@ export class Controller {
     const slash = key.indexOf('/');
     const namespace = key.slice(0, slash);
     const name = key.slice(slash + 1);
+    if (!(await this.cachesSynced())) return;
     const room = this.rooms.get(name, namespace);
     if (!room || room.metadata.deletionTimestamp) return; // owned children go with the garbage collector
     this.stats.reconciles++;
@@ -237,9 +313,14 @@ export class Controller {
     let backplane;
     const observed: { Deployment?: V1Deployment; Service?: V1Service; redis?: V1Deployment } = {};
     try {
-      const secretName = keysSecretName(name);
-      const cachedSecret = this.children.Secret.get(secretName, namespace) as V1Secret | undefined;
-      const existingSecret = cachedSecret && ownedBy(cachedSecret, room) ? cachedSecret : undefined;
+      // The keys are read from the API when the cache lacks the Secret (a cache may lag behind): keys
+      // are never generated for a Secret that exists.
+      const secretRef = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: keysSecretName(name), namespace },
+      };
+      const existingSecret = (await this.ownedChild(room, 'Secret', secretRef)) as V1Secret | undefined;
       const desired = desiredChildren(
         room,
         {
@@ -254,7 +335,11 @@ export class Controller {
       backplane = desired.backplane.mode;
       // Check every name first, so that a room whose names are taken creates nothing at all.
       const actuals = [];
-      for (const obj of desired.apply) actuals.push(await this.ownedChild(room, obj.kind as ChildKind, obj));
+      for (const obj of desired.apply) {
+        actuals.push(
+          obj.kind === 'Secret' ? existingSecret : await this.ownedChild(room, obj.kind as ChildKind, obj),
+        );
+      }
       for (const [i, obj] of desired.apply.entries()) {
         const kind = obj.kind as ChildKind;
         const actual = actuals[i];
@@ -265,7 +350,7 @@ export class Controller {
         const differs = drift(target, actual);
         if (differs !== undefined && !this.justWritten(key, writeKey, actual, content)) {
           log.debug('applying child', { room: key, kind, name: obj.metadata?.name, differs });
-          current = await this.kube.apply(target);
+          current = await this.write(kind, target, actual);
           this.remember(key, writeKey, actual, content);
           const verb = actual ? 'Updated' : 'Created';
           log.info(`${verb.toLowerCase()} child`, { room: key, kind, name: obj.metadata?.name });
@@ -295,6 +380,12 @@ export class Controller {
       this.lastWarning.delete(key);
     } catch (err) {
       this.stats.reconcileErrors++;
+      if (statusCode(err) === 409) {
+        // A write based on an older version than the API server's (a cache that lags): retried at
+        // once with what the API server has; nothing for the user to see.
+        log.info('conflict, retrying', { room: key, error: errorMessage(err) });
+        throw err;
+      }
       const reason = err instanceof ReconcileError ? err.reason : 'ReconcileFailed';
       const message = errorMessage(err);
       await this.record(room, 'Warning', reason, message, true);
@@ -305,6 +396,18 @@ export class Controller {
       }
       throw err;
     }
+  }
+
+  /**
+   * Writes one child. The keys Secret is created only when absent (a create fails if it exists) and
+   * otherwise applied only over the version it was built from, so its keys are never replaced by
+   * values built from a stale or empty cache; the other children are applied as they are.
+   */
+  private write(kind: ChildKind, target: KubernetesObject, actual: KubernetesObject | undefined) {
+    if (kind !== 'Secret') return this.kube.apply(target);
+    if (!actual) return this.kube.create(target);
+    const resourceVersion = actual.metadata?.resourceVersion;
+    return this.kube.apply({ ...target, metadata: { ...target.metadata, resourceVersion } });
   }
 
   /** The child from the cache, or from the API when the cache lacks it; refuses one the room does not own. */

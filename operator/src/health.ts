@@ -38,8 +38,9 @@ export function serveHealth(c: Controller, address: string): Promise<{ server: h
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return void res.end('ok\n');
     if (path === '/readyz') {
-      res.statusCode = c.ready ? 200 : 503;
-      return void res.end(c.ready ? 'ok\n' : 'starting\n');
+      const { ready, reason } = c.readiness;
+      res.statusCode = ready ? 200 : 503;
+      return void res.end(`${reason}\n`);
     }
     if (path === '/metrics') {
       res.setHeader('Content-Type', 'text/plain; version=0.0.4');

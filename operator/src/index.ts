@@ -2,7 +2,8 @@
 import type { Server } from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { OperatorConfig } from './config.js';
-import { Controller } from './controller.js';
+import { Controller, informerCaches } from './controller.js';
+import { KubeClient } from './kube.js';
 import { serveHealth } from './health.js';
 import { createLogger, type Logger } from './log.js';
 
@@ -31,7 +32,9 @@ export async function startOperator(
   options: { kubeConfig?: KubeConfig; log?: Logger } = {},
 ): Promise<RunningOperator> {
   const log = options.log ?? createLogger(config.logLevel);
-  const controller = new Controller(options.kubeConfig ?? kubeConfigFor(config), config, log);
+  const kc = options.kubeConfig ?? kubeConfigFor(config);
+  const api = new KubeClient(kc);
+  const controller = new Controller({ api, caches: informerCaches(kc, api, config, log) }, config, log);
   let server: Server | undefined;
   let healthUrl: string | undefined;
   if (config.healthAddress) {

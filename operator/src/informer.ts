@@ -1,162 +1,353 @@
-// A cache of one kind of object kept current by @kubernetes/client-node's ListWatch informer, made
-// resilient: the client's informer stops on any watch error other than 410 Gone, so it is restarted with
-// exponential backoff; and a watch can go silent without closing, so a watchdog relists (a fresh
-// ListWatch) when nothing has arrived for a while.
-import {
-  ListWatch,
-  Watch,
-  type KubeConfig,
-  type KubernetesObject,
-  type ListPromise,
-} from '@kubernetes/client-node';
+// A cache of one kind of object, kept current by list + watch, in the manner of client-go's reflector:
+// - a relist (first start, 410 Gone, a watch silent for too long) replaces the cache in place, once the
+//   new list has landed: readers never see an empty cache, and only real differences become events;
+//   while a relist is under way the informer reports unsynced, so the controller's workers wait;
+// - a watch that fails is resumed from the last resourceVersion after a backoff (200 ms doubling to
+//   3 s), which resets as soon as a list or a watch succeeds, so the operator is back within seconds of
+//   the API server;
+// - every watch asks the server to end it after a few minutes (timeoutSeconds) and sends bookmarks,
+//   and is aborted here when no byte at all has arrived for the idle timeout (a half-open connection
+//   or a stopped API server), which client-node 1.4's Watch never does (its timeout signal is
+//   overwritten by its own abort signal).
+import http from 'node:http';
+import https from 'node:https';
+import { createInterface } from 'node:readline';
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { errorMessage, type Logger } from './log.js';
 
 export type Handler<T> = (obj: T) => void;
+export type Verb = 'add' | 'update' | 'delete';
 
 export interface InformerOptions {
-  /** Relist when no event has arrived for this long. */
+  /** Abort a watch (and relist) when nothing, not even a bookmark, has arrived for this long. */
   idleTimeoutMs: number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** A list that has not answered after this long counts as failed. */
+  listTimeoutMs?: number;
+  /** Server-side watch timeout; a random value in [n, 2n) spreads reconnects (client-go: 5..10 min). */
+  watchTimeoutSeconds?: number;
   log: Logger;
   name: string;
 }
 
-const objectKey = (o: KubernetesObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+/** How the informer stands with the API server, for readiness and metrics. */
+export interface InformerHealth {
+  synced: boolean;
+  /** The last list or watch failed and nothing has succeeded since. */
+  failing: boolean;
+  lastError?: string;
+  /** When the current run of failures started (ms since the epoch). */
+  failingSince?: number;
+}
+
+type WatchEnd =
+  | { kind: 'closed' } // the server ended it (timeoutSeconds) or the connection closed cleanly
+  | { kind: 'gone' } // 410: the resourceVersion is too old, relist
+  | { kind: 'idle' } // nothing arrived for idleTimeoutMs
+  | { kind: 'stopped' } // stop() was called
+  | { kind: 'error'; error: unknown };
+
+const CONNECT_TIMEOUT_MS = 30_000;
+const keyOf = (o: KubernetesObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export class ResilientInformer<T extends KubernetesObject> {
-  private lw: ListWatch<T> | undefined;
-  private readonly handlers: { add: Handler<T>[]; update: Handler<T>[]; delete: Handler<T>[] } = {
-    add: [],
-    update: [],
-    delete: [],
-  };
-  private lastActivity = Date.now();
-  private failures = 0;
+  private cache = new Map<string, T>();
+  private resourceVersion = '';
+  private readonly handlers: Record<Verb, Handler<T>[]> = { add: [], update: [], delete: [] };
   private stopped = true;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private watchdog: NodeJS.Timeout | undefined;
   private synced = false;
   private syncWaiters: (() => void)[] = [];
-  /** Times the informer was restarted after an error, and relisted by the watchdog (for metrics and tests). */
+  private failures = 0;
+  private health: InformerHealth = { synced: false, failing: false };
+  private abortWatch: (() => void) | undefined;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  /** Watches resumed after a failure, and relists (for metrics and tests). */
   restarts = 0;
   relists = 0;
 
   constructor(
     private readonly kc: KubeConfig,
     private readonly path: string,
-    private readonly listFn: ListPromise<T>,
+    private readonly listFn: () => Promise<KubernetesListObject<T>>,
     private readonly labelSelector: string | undefined,
     private readonly options: InformerOptions,
   ) {}
 
-  on(verb: 'add' | 'update' | 'delete', handler: Handler<T>): void {
+  get name(): string {
+    return this.options.name;
+  }
+
+  on(verb: Verb, handler: Handler<T>): void {
     this.handlers[verb].push(handler);
   }
 
   get(name: string, namespace: string): T | undefined {
-    return this.lw?.get(name, namespace);
+    return this.cache.get(`${namespace}/${name}`);
   }
 
   list(namespace?: string): T[] {
-    return [...(this.lw?.list(namespace) ?? [])];
+    const all = [...this.cache.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
   }
 
+  /** The cache reflects a completed list (false until the first list lands and during a relist). */
   get hasSynced(): boolean {
     return this.synced;
   }
 
-  /** Resolves once the first list has filled the cache. */
+  get state(): InformerHealth {
+    return { ...this.health, synced: this.synced };
+  }
+
+  /** Resolves once the cache is synced (at once when it is). */
   waitForSync(): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise((resolve) => this.syncWaiters.push(resolve));
   }
 
   start(): void {
+    if (!this.stopped) return;
     this.stopped = false;
-    this.connect();
-    const check = Math.max(1000, Math.min(this.options.idleTimeoutMs / 4, 30_000));
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastActivity > this.options.idleTimeoutMs) {
-        this.options.log.info('watch silent, relisting', { informer: this.options.name });
-        this.relists++;
-        this.connect();
-      }
-    }, check);
-    this.watchdog.unref();
+    this.loop = this.run();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.watchdog);
-    clearTimeout(this.restartTimer);
-    await this.lw?.stop();
+    this.abortWatch?.();
+    this.wake?.();
+    await this.loop;
   }
 
-  /** Replaces the ListWatch with a fresh one, which lists, then watches. */
-  private connect(): void {
-    let previous = this.lw;
-    void previous?.stop();
-    this.lastActivity = Date.now();
-    const listFn: ListPromise<T> = async () => {
-      const list = await this.listFn();
-      this.failures = 0;
-      this.lastActivity = Date.now();
-      // The ListWatch fills its cache right after this promise resolves; report sync after that.
-      const replaced = previous;
-      previous = undefined;
-      setImmediate(() => this.afterList(lw, replaced, list.items));
-      return list;
-    };
-    const lw = new ListWatch<T>(this.path, new Watch(this.kc), listFn, false, this.labelSelector);
-    const touch = (verb: 'add' | 'update' | 'delete') => (obj: T) => {
-      if (this.lw !== lw) return;
-      this.lastActivity = Date.now();
-      this.handlers[verb].forEach((h) => h(obj));
-    };
-    lw.on('add', touch('add'));
-    lw.on('update', touch('update'));
-    lw.on('delete', touch('delete'));
-    lw.on('connect', () => {
-      this.lastActivity = Date.now();
-    });
-    lw.on('error', (err?: unknown) => {
-      if (this.lw !== lw || this.stopped) return;
-      this.failures++;
-      const delay = Math.min(
-        (this.options.baseBackoffMs ?? 500) * 2 ** (this.failures - 1),
-        this.options.maxBackoffMs ?? 30_000,
-      );
-      this.options.log.warn('watch failed, restarting', {
-        informer: this.options.name,
-        error: errorMessage(err),
-        retryInMs: delay,
-      });
-      clearTimeout(this.restartTimer);
-      this.restartTimer = setTimeout(() => {
-        if (this.stopped || this.lw !== lw) return;
+  private async run(): Promise<void> {
+    let relistReason = 'start';
+    while (!this.stopped) {
+      if (relistReason) {
+        if (!(await this.relist(relistReason))) {
+          await this.backoff();
+          continue;
+        }
+        relistReason = '';
+      }
+      const startedAt = Date.now();
+      const end = await this.watch();
+      if (end.kind === 'stopped') return;
+      if (end.kind === 'gone') relistReason = 'watch expired (410 Gone)';
+      else if (end.kind === 'idle') {
+        relistReason = `watch silent for ${Math.round(this.options.idleTimeoutMs / 1000)} s`;
+      } else if (end.kind === 'error' || Date.now() - startedAt < 1000) {
+        // (a watch that ends at once, even cleanly, must not spin)
+        if (end.kind === 'error') this.failed('watch', end.error);
         this.restarts++;
-        // Resumes the watch from the last resource version; a 410 Gone makes it relist.
-        void lw.start();
-      }, delay);
-    });
-    this.lw = lw;
-    void lw.start();
-  }
-
-  /** After a relist, objects the old cache had and the new list lacks were deleted while unseen. */
-  private afterList(lw: ListWatch<T>, previous: ListWatch<T> | undefined, items: T[]): void {
-    if (this.lw !== lw) return;
-    if (previous) {
-      const present = new Set(items.map(objectKey));
-      for (const old of previous.list()) {
-        if (!present.has(objectKey(old))) this.handlers.delete.forEach((h) => h(old));
+        await this.backoff();
       }
     }
-    if (!this.synced) {
-      this.synced = true;
-      this.syncWaiters.forEach((w) => w());
-      this.syncWaiters = [];
-    }
   }
+
+  /** Lists and replaces the cache in place; false when the list failed. */
+  private async relist(reason: string): Promise<boolean> {
+    const first = this.relists === 0 && this.cache.size === 0 && reason === 'start';
+    this.setSynced(false);
+    const started = Date.now();
+    let list: KubernetesListObject<T>;
+    try {
+      list = await withTimeout(this.listFn(), this.options.listTimeoutMs ?? 60_000, 'list');
+    } catch (err) {
+      this.failed('list', err);
+      return false;
+    }
+    if (this.stopped) return false;
+    if (!first) this.relists++;
+    const fresh = new Map<string, T>();
+    for (const obj of list.items) fresh.set(keyOf(obj), obj);
+    const previous = this.cache;
+    this.cache = fresh;
+    this.resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.succeeded();
+    this.setSynced(true);
+    let changed = 0;
+    for (const [key, obj] of fresh) {
+      const old = previous.get(key);
+      if (!old) this.emit('add', obj);
+      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj);
+      else continue;
+      changed++;
+    }
+    for (const [key, old] of previous) {
+      if (!fresh.has(key)) {
+        this.emit('delete', old);
+        changed++;
+      }
+    }
+    this.options.log.info(first ? 'listed' : 'relisted', {
+      informer: this.options.name,
+      ...(first ? {} : { reason }),
+      objects: fresh.size,
+      ...(first ? {} : { changed }),
+      ms: Date.now() - started,
+    });
+    return true;
+  }
+
+  /** One watch from the current resourceVersion, until it ends. */
+  private async watch(): Promise<WatchEnd> {
+    const base = this.options.watchTimeoutSeconds ?? 300;
+    const opts: https.RequestOptions = { method: 'GET' };
+    let url: URL;
+    try {
+      url = new URL(`${this.kc.getCurrentCluster()?.server ?? ''}${this.path}`);
+      const params: Record<string, string> = {
+        watch: 'true',
+        allowWatchBookmarks: 'true',
+        resourceVersion: this.resourceVersion,
+        timeoutSeconds: String(base + Math.floor(Math.random() * base)),
+        ...(this.labelSelector ? { labelSelector: this.labelSelector } : {}),
+      };
+      for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+      await this.kc.applyToHTTPSOptions(opts);
+    } catch (err) {
+      return { kind: 'error', error: err };
+    }
+    if (this.stopped) return { kind: 'stopped' };
+    return new Promise<WatchEnd>((resolve) => {
+      let ended = false;
+      let timer: NodeJS.Timeout | undefined;
+      const end = (result: WatchEnd) => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(timer);
+        this.abortWatch = undefined;
+        req.destroy();
+        resolve(this.stopped ? { kind: 'stopped' } : result);
+      };
+      const arm = (ms: number, result: WatchEnd) => {
+        clearTimeout(timer);
+        timer = setTimeout(() => end(result), ms);
+        timer.unref();
+      };
+      const idle = () => arm(this.options.idleTimeoutMs, { kind: 'idle' });
+      const req = (url.protocol === 'https:' ? https : http).request(url, opts, (res) => {
+        if (res.statusCode !== 200) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            if (res.statusCode === 410) return end({ kind: 'gone' });
+            const body = Buffer.concat(chunks).toString().slice(0, 300);
+            const error = Object.assign(new Error(`HTTP ${res.statusCode}: ${body}`), {
+              code: res.statusCode,
+            });
+            end({ kind: 'error', error });
+          });
+          return;
+        }
+        this.succeeded();
+        idle();
+        res.on('data', idle);
+        res.on('error', (error) => end({ kind: 'error', error }));
+        res.on('close', () => end({ kind: 'closed' }));
+        const lines = createInterface({ input: res, crlfDelay: Infinity });
+        lines.on('error', (error) => end({ kind: 'error', error }));
+        lines.on('line', (line) => {
+          if (ended || !line.trim()) return;
+          const result = this.onWatchLine(line);
+          if (result) end(result);
+        });
+      });
+      req.on('error', (error) => end({ kind: 'error', error }));
+      this.abortWatch = () => end({ kind: 'stopped' });
+      // until the response starts, a connect timeout; then the idle timeout
+      const connectMs = Math.min(CONNECT_TIMEOUT_MS, this.options.idleTimeoutMs);
+      arm(connectMs, { kind: 'error', error: new Error(`no response within ${connectMs} ms`) });
+      req.end();
+    });
+  }
+
+  /** Applies one watch event to the cache; a result ends the watch. */
+  private onWatchLine(line: string): WatchEnd | undefined {
+    let event: { type?: string; object?: T & { code?: number; message?: string } };
+    try {
+      event = JSON.parse(line) as typeof event;
+    } catch {
+      return { kind: 'error', error: new Error(`watch: unparsable event: ${line.slice(0, 200)}`) };
+    }
+    const obj = event.object;
+    if (!obj) return undefined;
+    if (event.type === 'ERROR') {
+      if (obj.code === 410) return { kind: 'gone' };
+      return { kind: 'error', error: new Error(`watch: ${obj.message ?? line.slice(0, 200)}`) };
+    }
+    const rv = obj.metadata?.resourceVersion;
+    if (rv) this.resourceVersion = rv;
+    const key = keyOf(obj);
+    if (event.type === 'ADDED' || event.type === 'MODIFIED') {
+      const old = this.cache.get(key);
+      this.cache.set(key, obj);
+      if (!old) this.emit('add', obj);
+      else if (old.metadata?.resourceVersion !== rv) this.emit('update', obj);
+    } else if (event.type === 'DELETED') {
+      if (this.cache.delete(key)) this.emit('delete', obj);
+    }
+    return undefined;
+  }
+
+  private emit(verb: Verb, obj: T): void {
+    for (const h of this.handlers[verb]) h(obj);
+  }
+
+  private setSynced(synced: boolean): void {
+    this.synced = synced;
+    if (!synced) return;
+    const waiters = this.syncWaiters;
+    this.syncWaiters = [];
+    waiters.forEach((w) => w());
+  }
+
+  private failed(what: 'list' | 'watch', err: unknown): void {
+    this.failures++;
+    const error = errorMessage(err);
+    const failingSince = this.health.failingSince ?? Date.now();
+    this.health = { synced: this.synced, failing: true, lastError: `${what}: ${error}`, failingSince };
+    // the first failure of a run, then every tenth (an outage must not flood the log)
+    const log = this.failures % 10 === 1 ? this.options.log.warn : this.options.log.debug;
+    log(`${what} failed`, {
+      informer: this.options.name,
+      error,
+      retryInMs: this.backoffMs(),
+      failures: this.failures,
+    });
+  }
+
+  private succeeded(): void {
+    if (this.health.failing) {
+      this.options.log.info('connected again', {
+        informer: this.options.name,
+        afterMs: Date.now() - (this.health.failingSince ?? Date.now()),
+      });
+    }
+    this.failures = 0;
+    this.health = { synced: this.synced, failing: false };
+  }
+
+  private backoffMs(): number {
+    const base = this.options.baseBackoffMs ?? 200;
+    return Math.min(base * 2 ** Math.max(0, this.failures - 1), this.options.maxBackoffMs ?? 3000);
+  }
+
+  /** Waits out the backoff (stop() cuts it short). */
+  private async backoff(): Promise<void> {
+    await Promise.race([sleep(this.backoffMs()), new Promise<void>((r) => (this.wake = r))]);
+    this.wake = undefined;
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

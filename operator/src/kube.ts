@@ -58,13 +58,30 @@ function withoutUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-export class KubeClient {
+/** The API calls the controller makes (KubeClient; in-memory fakes in the controller's unit tests). */
+export interface ControllerApi {
+  readonly writes: Record<'create' | 'apply' | 'delete' | 'status' | 'event', number>;
+  list<T extends KubernetesObject>(
+    k: KindInfo,
+    namespace: string | undefined,
+    labelSelector?: string,
+  ): Promise<KubernetesListObject<T>>;
+  read<T extends KubernetesObject>(obj: KubernetesObject): Promise<T | undefined>;
+  create<T extends KubernetesObject>(obj: T): Promise<T>;
+  apply<T extends KubernetesObject>(obj: T): Promise<T>;
+  delete(obj: KubernetesObject): Promise<void>;
+  patchRoomStatus(room: StreamRoom, status: StreamRoomStatus): Promise<void>;
+  event(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
+  nodeAddress(): Promise<string | undefined>;
+}
+
+export class KubeClient implements ControllerApi {
   private readonly objects: KubernetesObjectApi;
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private nodeAddressCache: { at: number; address: string | undefined } | undefined;
   /** Writes sent to the API server, by verb (for metrics and the no-write tests). */
-  readonly writes = { apply: 0, delete: 0, status: 0, event: 0 };
+  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, event: 0 };
   private readonly instance = os.hostname();
 
   constructor(kc: KubeConfig) {
@@ -104,7 +121,16 @@ export class KubeClient {
     }
   }
 
-  /** Server-side apply with the operator's field manager, taking over fields others changed. */
+  /** Creates an object; fails with 409 when it exists (never overwrites it). */
+  async create<T extends KubernetesObject>(obj: T): Promise<T> {
+    this.writes.create++;
+    return this.objects.create<T>(obj, undefined, undefined, FIELD_MANAGER);
+  }
+
+  /**
+   * Server-side apply with the operator's field manager, taking over fields others changed. With
+   * metadata.resourceVersion set, the API server applies only over that very version (409 otherwise).
+   */
   async apply<T extends KubernetesObject>(obj: T): Promise<T> {
     this.writes.apply++;
     return this.objects.patch<T>(

@@ -1,0 +1,145 @@
+// The controller's decisions against in-memory fakes (test/fakes.ts): what it writes when its caches lag
+// behind the API server. Runs in milliseconds; the same controller runs against a real API server in
+// e2e/test/.
+import { beforeEach, describe, expect, it } from '@jest/globals';
+import type { V1Secret } from '@kubernetes/client-node';
+import { Controller } from '../src/controller.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import type { StreamRoom } from '../src/types.js';
+import { FakeApi, FakeCaches } from './fakes.js';
+
+const NS = 'team';
+let api: FakeApi;
+let caches: FakeCaches;
+let controller: Controller;
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString();
+
+function room(name: string, spec: StreamRoom['spec'] = {}): StreamRoom {
+  return api.put<StreamRoom>({
+    apiVersion: 'streamroom.dev/v1alpha1',
+    kind: 'StreamRoom',
+    metadata: { name, namespace: NS, generation: 1 },
+    spec,
+  });
+}
+
+/** The keys Secret as a previous reconcile left it: owned by the room, with these keys. */
+function keysSecret(r: StreamRoom, data: Record<string, string>): V1Secret {
+  return api.put<V1Secret>({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: `${r.metadata.name}-keys`,
+      namespace: NS,
+      labels: { 'app.kubernetes.io/managed-by': 'streamroom-operator' },
+      ownerReferences: [
+        {
+          apiVersion: 'streamroom.dev/v1alpha1',
+          kind: 'StreamRoom',
+          name: r.metadata.name,
+          uid: r.metadata.uid ?? '',
+          controller: true,
+        },
+      ],
+    },
+    type: 'Opaque',
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
+  });
+}
+
+const secretOf = (name: string) => api.get<V1Secret>('Secret', NS, `${name}-keys`);
+
+beforeEach(() => {
+  api = new FakeApi();
+  caches = new FakeCaches();
+  controller = new Controller(
+    { api, caches: caches.factory },
+    loadConfig(['--default-image', 'room:1', '--health-address', ''], {}),
+    createLogger('error'),
+  );
+});
+
+describe('the keys Secret', () => {
+  it('keeps the keys of a Secret the cache does not show yet (cache empty, Secret exists)', async () => {
+    const r = room('alpha', { replicas: { max: 1 } });
+    keysSecret(r, { broadcasterKey: 'original-broadcaster-key' });
+    caches.of('StreamRoom').set(r); // the Secret cache is synced but empty, as during a relist
+    await controller.reconcile(`${NS}/alpha`);
+    expect(unb64(secretOf('alpha')?.data?.broadcasterKey)).toBe('original-broadcaster-key');
+    expect(api.writes.create).toBe(0);
+  });
+
+  it('keeps every key, the Redis password and URL too, through many reconciles on an empty cache', async () => {
+    const r = room('beta', { private: true, replicas: { max: 3 } });
+    caches.of('StreamRoom').set(r);
+    await controller.reconcile(`${NS}/beta`);
+    const first = secretOf('beta')?.data;
+    expect(Object.keys(first ?? {}).sort()).toEqual([
+      'broadcasterKey',
+      'redisPassword',
+      'redisUrl',
+      'viewerKey',
+    ]);
+    for (let i = 0; i < 5; i++) await controller.reconcile(`${NS}/beta`);
+    expect(secretOf('beta')?.data).toEqual(first);
+    expect(api.writes.create).toBe(1);
+  });
+
+  it('creates the Secret only when absent: a create that loses a race fails rather than overwrites', async () => {
+    const r = room('gamma', { replicas: { max: 1 } });
+    caches.of('StreamRoom').set(r);
+    // Another writer creates the Secret between the operator's read and its create.
+    api.beforeCall = (verb, obj) => {
+      if (verb === 'create' && obj?.kind === 'Secret') {
+        api.beforeCall = () => undefined;
+        keysSecret(r, { broadcasterKey: 'the-other-writers-key' });
+      }
+    };
+    await expect(controller.reconcile(`${NS}/gamma`)).rejects.toMatchObject({ code: 409 });
+    expect(unb64(secretOf('gamma')?.data?.broadcasterKey)).toBe('the-other-writers-key');
+    await controller.reconcile(`${NS}/gamma`); // the retry reads what exists and keeps it
+    expect(unb64(secretOf('gamma')?.data?.broadcasterKey)).toBe('the-other-writers-key');
+    expect(api.events.filter((e) => e.type === 'Warning')).toEqual([]);
+  });
+
+  it('never writes a Secret built from an older version than the API has (no key lost or replaced)', async () => {
+    const r = room('delta', { replicas: { max: 1 } });
+    const old = keysSecret(r, { broadcasterKey: 'bk' });
+    keysSecret(r, { broadcasterKey: 'bk', viewerKey: 'vk-added-later' }); // the cache has not seen this
+    caches.of('StreamRoom').set(r);
+    caches.of('Secret').set(old);
+    await expect(controller.reconcile(`${NS}/delta`)).rejects.toMatchObject({ code: 409 });
+    expect(unb64(secretOf('delta')?.data?.viewerKey)).toBe('vk-added-later');
+    caches.catchUp(api);
+    await controller.reconcile(`${NS}/delta`);
+    expect(unb64(secretOf('delta')?.data?.viewerKey)).toBe('vk-added-later');
+  });
+});
+
+describe('caches that are not synced', () => {
+  it('holds a reconcile until every cache is synced again', async () => {
+    const r = room('epsilon', { replicas: { max: 1 } });
+    caches.of('StreamRoom').set(r);
+    caches.of('Secret').setSynced(false); // relisting
+    let done = false;
+    const reconcile = controller.reconcile(`${NS}/epsilon`).then(() => (done = true));
+    await new Promise((res) => setTimeout(res, 30));
+    expect(done).toBe(false);
+    expect(api.writes).toMatchObject({ create: 0, apply: 0, status: 0 });
+    caches.of('Secret').setSynced(true);
+    await reconcile;
+    expect(api.writes.create).toBe(1);
+  });
+
+  it('gives up waiting when the controller stops', async () => {
+    caches.of('StreamRoom').set(room('zeta'));
+    caches.of('Deployment').setSynced(false);
+    const reconcile = controller.reconcile(`${NS}/zeta`);
+    await controller.stop();
+    await reconcile;
+    expect(api.writes).toMatchObject({ create: 0, apply: 0, status: 0 });
+  });
+});
