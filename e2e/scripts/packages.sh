@@ -31,7 +31,8 @@ _pkg_have() { # <what>
   return 1
 }
 
-_PKG_APT_UPDATED=0
+# (exported, so that the scripts this one starts do not update again)
+export STREAMROOM_APT_UPDATED="${STREAMROOM_APT_UPDATED:-0}"
 # need_packages <what>=<package>...: installs, in one apt-get call, the packages whose command or
 # file is missing (as root on Debian), or else prints every missing one by name with the command
 # that installs them all and returns 1. STREAMROOM_NO_APT=1 never installs (report only).
@@ -53,13 +54,13 @@ need_packages() {
     echo "streamroom: and run this again" >&2
     return 1
   fi
-  if [[ $_PKG_APT_UPDATED == 0 ]]; then
+  if [[ $STREAMROOM_APT_UPDATED == 0 ]]; then
     echo "streamroom: apt-get update" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || {
       echo "streamroom: apt-get update failed; install by hand: apt-get install -y ${pkgs[*]}" >&2
       return 1
     }
-    _PKG_APT_UPDATED=1
+    STREAMROOM_APT_UPDATED=1
   fi
   echo "streamroom: installing ${pkgs[*]} (missing: ${missing[*]})" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 || {

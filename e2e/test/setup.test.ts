@@ -60,7 +60,12 @@ function runHidden(script: string, env: Record<string, string> = {}) {
   const r = spawnSync('unshare', ['--mount', 'bash', '-c', `${prelude}\n${script}`], {
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, STREAMROOM_CLUSTER_DIR: path.join(hideDir, 'cluster'), ...env },
+    env: {
+      ...process.env,
+      STREAMROOM_CLUSTER_DIR: path.join(hideDir, 'cluster'),
+      STREAMROOM_APT_UPDATED: '0', // (npm test may have updated already)
+      ...env,
+    },
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, hideDir };
 }
