@@ -10,8 +10,10 @@
 #   2. debian:bookworm-slim, when missing: a debootstrap minbase rootfs, slimmed, `docker import`ed
 #      (the rootfs tarball is cached in $STREAMROOM_CACHE/images/);
 #      node:20-bookworm-slim, when missing: that plus the host's node and npm (e2e/images/node/);
+#      golang:<host Go's minor>-bookworm, when missing: that plus the host's Go (e2e/images/go/);
 #   3. the room and operator images from room-image/Dockerfile and operator/Dockerfile, unchanged
-#      (their FROM node:20-bookworm-slim now resolves to the local image);
+#      (their FROM node:20-bookworm-slim and the room's relay stage FROM golang:... now resolve to
+#      the local images);
 #   4. streamroom/redis:7 from e2e/images/redis/Dockerfile (Debian's redis-server).
 # Progress goes to stderr; stdout gets the final table of images (name, ID, size).
 #
@@ -329,9 +331,37 @@ ensure_node() {
   drop_replaced "$old" "$NODE_IMAGE"
 }
 
+# ---- 2c. golang:<version>-bookworm --------------------------------------------------------------
+# The room image builds its media relay in a Go stage (FROM golang:...): this machine's Go, on the
+# Debian base, under the name of the official image of the same minor version.
+GO_VERSION="$(go env GOVERSION 2>/dev/null | sed 's/^go//')"
+GO_IMAGE="golang:$(cut -d. -f1,2 <<<"$GO_VERSION")-bookworm"
+
+ensure_go() {
+  [[ -n "$GO_VERSION" ]] || die "no go on PATH: install Go (it is copied into the relay's build image)"
+  if image_present "$GO_IMAGE" && [[ "$REBUILD_BASE" -eq 0 ]]; then
+    log "$GO_IMAGE: present"
+    return 0
+  fi
+  ensure_debian
+  local ctx old start=$SECONDS goroot
+  old="$(image_id "$GO_IMAGE")"
+  goroot="$(go env GOROOT)"
+  log "making $GO_IMAGE from $DEBIAN_IMAGE + go $GO_VERSION ($goroot)"
+  new_tmp
+  ctx="$NEW_TMP"
+  cp "$IMAGES_DIR/go/Dockerfile" "$ctx/"
+  cp -a "$goroot" "$ctx/go"
+  docker_build --build-arg "GO_VERSION=$GO_VERSION" --build-arg "BASE_IMAGE=$DEBIAN_IMAGE" \
+    --label "$LABEL_KEY=host go $GO_VERSION on $DEBIAN_IMAGE, made by e2e/images/build.sh" \
+    -t "$GO_IMAGE" "$ctx"
+  log "$GO_IMAGE: built ($(since "$start"))"
+  drop_replaced "$old" "$GO_IMAGE"
+}
+
 # ---- 3. room and operator ---------------------------------------------------------------------
-build_app() { # <Dockerfile relative to the repo root> <tag>
-  local start=$SECONDS old args=(-f "$REPO_ROOT/$1" -t "$2")
+build_app() { # <Dockerfile relative to the repo root> <tag> [docker build args...]
+  local start=$SECONDS old args=(-f "$REPO_ROOT/$1" -t "$2" "${@:3}")
   old="$(image_id "$2")"
   if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -f "$NODE_EXTRA_CA_CERTS" ]]; then
     args+=(--secret "id=extra_ca,src=$NODE_EXTRA_CA_CERTS")
@@ -365,13 +395,17 @@ if ! flock -n 9; then
 fi
 if wants base || wants room || wants operator; then ensure_node; fi
 if wants redis; then ensure_debian; fi
-if wants room; then build_app room-image/Dockerfile "$ROOM_IMAGE"; fi
+if wants room; then
+  ensure_go
+  build_app room-image/Dockerfile "$ROOM_IMAGE" --build-arg "GO_IMAGE=$GO_IMAGE"
+fi
 if wants operator; then build_app operator/Dockerfile "$OPERATOR_IMAGE"; fi
 if wants redis; then build_redis; fi
 
 BUILT=()
 SHOWN=()
 if wants base || wants room || wants operator; then SHOWN+=("$DEBIAN_IMAGE" "$NODE_IMAGE"); fi
+if wants room; then SHOWN+=("$GO_IMAGE"); fi
 if wants redis && ! wants base && ! wants room && ! wants operator; then SHOWN+=("$DEBIAN_IMAGE"); fi
 if wants room; then BUILT+=("$ROOM_IMAGE"); fi
 if wants operator; then BUILT+=("$OPERATOR_IMAGE"); fi

@@ -26,6 +26,9 @@ npm run --silent lint
 npm run --silent typecheck
 npm run --silent build
 
+log "go test (the media relay and the viewer swarm)"
+(cd room-image/media && go test -count=1 ./...)
+
 # Two jest passes: everything that runs beside each other, then the suite whose pods run real
 # containers (one such cluster per machine; it brings the cluster up itself, see e2e/scripts/cluster.sh).
 # Jest arguments (e.g. a file filter) go to both; STREAMROOM_REAL_E2E=0 skips the second pass.

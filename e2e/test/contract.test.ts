@@ -5,6 +5,8 @@ import type { V1EnvVar } from '@kubernetes/client-node';
 import {
   backplaneFor,
   buildDeployment,
+  RELAY_TCP_PORT,
+  RELAY_UDP_PORT,
   ROOM_CONTAINER_PORT,
   TERMINATION_GRACE_SECONDS,
 } from '../../operator/src/builders.js';
@@ -79,13 +81,24 @@ describe('operator to room server contract', () => {
     });
   });
 
+  it('a PeerToPeer room', () => {
+    const config = loadConfig(containerEnv({ media: { mode: 'PeerToPeer' } }));
+    expect(config.media.mode).toBe('PeerToPeer');
+    expect(config.maxViewers).toBe(20);
+  });
+
   it('a single-replica room without a backplane', () => {
     expect(loadConfig(containerEnv({ replicas: { min: 1, max: 1 } })).redis).toBeUndefined();
   });
 
   it('a public room with every default', () => {
     const config = loadConfig(containerEnv({}));
-    expect(config).toMatchObject({ title: 'launch', viewerKey: undefined, maxViewers: 20, iceServers: [] });
+    expect(config).toMatchObject({ title: 'launch', viewerKey: undefined, maxViewers: 500, iceServers: [] });
+    // SFU: the relay listens on the ports the Deployment declares
+    expect(config.media).toMatchObject({
+      mode: 'SFU',
+      relay: { udpPort: RELAY_UDP_PORT, tcpPort: RELAY_TCP_PORT, listenAddress: '0.0.0.0' },
+    });
     expect(config.chat).toEqual({
       enabled: true,
       historySize: 50,

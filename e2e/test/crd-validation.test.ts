@@ -57,7 +57,7 @@ describe('the StreamRoom CRD on a real API server', () => {
       autoscaling: { targetCPUUtilizationPercentage: 60, scaleDownStabilizationWindowSeconds: 300 },
       expose: { type: 'NodePort', port: 80 },
       chat: { enabled: true, historySize: 50, maxMessageLength: 500, messagesPerMinute: 20 },
-      maxViewers: 20,
+      media: { mode: 'SFU' },
       suspend: false,
     });
   });

@@ -16,6 +16,9 @@ import { API_VERSION, KIND, type StreamRoom } from './types.js';
 export const FIELD_MANAGER = 'streamroom-operator';
 /** Port the room server listens on inside its container. */
 export const ROOM_CONTAINER_PORT = 8080;
+/** SFU rooms: the media relay's one UDP port (all viewers share it) and its ICE-TCP port. */
+export const RELAY_UDP_PORT = 7882;
+export const RELAY_TCP_PORT = 7881;
 /** Grace period the room pods get on shutdown; the room server exits well within it. */
 export const TERMINATION_GRACE_SECONDS = 30;
 export const ROOM_SHUTDOWN_TIMEOUT_SECONDS = 20;
@@ -139,6 +142,13 @@ export function roomEnv(room: StreamRoom, spec: ResolvedSpec, backplane: Backpla
   if (spec.private) env.push(secretEnv('ROOM_VIEWER_KEY', secret, VIEWER_KEY));
   env.push(
     { name: 'ROOM_MAX_VIEWERS', value: String(spec.maxViewers) },
+    { name: 'ROOM_MEDIA_MODE', value: spec.media.mode },
+    ...(spec.media.mode === 'SFU'
+      ? [
+          { name: 'ROOM_RELAY_UDP_PORT', value: String(RELAY_UDP_PORT) },
+          { name: 'ROOM_RELAY_TCP_PORT', value: String(RELAY_TCP_PORT) },
+        ]
+      : []),
     { name: 'CHAT_ENABLED', value: String(spec.chat.enabled) },
     { name: 'CHAT_HISTORY_SIZE', value: String(spec.chat.historySize) },
     { name: 'CHAT_MAX_MESSAGE_LENGTH', value: String(spec.chat.maxMessageLength) },
@@ -194,7 +204,15 @@ export function buildDeployment(room: StreamRoom, spec: ResolvedSpec, backplane:
             {
               name: 'room',
               image: spec.image,
-              ports: [{ name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' }],
+              ports: [
+                { name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' },
+                ...(spec.media.mode === 'SFU'
+                  ? [
+                      { name: 'media-udp', containerPort: RELAY_UDP_PORT, protocol: 'UDP' },
+                      { name: 'media-tcp', containerPort: RELAY_TCP_PORT, protocol: 'TCP' },
+                    ]
+                  : []),
+              ],
               env: roomEnv(room, spec, backplane),
               resources: spec.resources,
               lifecycle: { preStop: { sleep: { seconds: ROOM_PRESTOP_SLEEP_SECONDS } } },

@@ -3,7 +3,7 @@
 // never see a missing field, whatever wrote the object.
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { parseQuantity } from './quantity.js';
-import type { ExposeType, IceServerSpec, StreamRoom } from './types.js';
+import type { ExposeType, IceServerSpec, MediaMode, StreamRoom } from './types.js';
 
 export interface ResolvedSpec {
   title: string;
@@ -21,6 +21,7 @@ export interface ResolvedSpec {
     tlsSecretName?: string;
   };
   chat: { enabled: boolean; historySize: number; maxMessageLength: number; messagesPerMinute: number };
+  media: { mode: MediaMode };
   maxViewers: number;
   iceServers: IceServerSpec[];
   suspend: boolean;
@@ -32,7 +33,9 @@ export const DEFAULTS = {
   autoscaling: { targetCPUUtilizationPercentage: 60, scaleDownStabilizationWindowSeconds: 300 },
   expose: { type: 'ClusterIP' as ExposeType, port: 80 },
   chat: { enabled: true, historySize: 50, maxMessageLength: 500, messagesPerMinute: 20 },
-  maxViewers: 20,
+  media: { mode: 'SFU' as MediaMode },
+  /** By media mode: what one relay replica carries, and what a broadcaster's upload carries. */
+  maxViewers: { SFU: 500, PeerToPeer: 20 } satisfies Record<MediaMode, number>,
   suspend: false,
   cpuRequest: '100m',
   memoryRequest: '128Mi',
@@ -60,6 +63,7 @@ export function resolveResources(resources: V1ResourceRequirements | undefined):
 
 export function resolveSpec(room: StreamRoom, defaultImage: string): ResolvedSpec {
   const s = room.spec ?? {};
+  const mode = s.media?.mode ?? DEFAULTS.media.mode;
   return {
     title: s.title || room.metadata.name,
     image: s.image || defaultImage,
@@ -87,7 +91,8 @@ export function resolveSpec(room: StreamRoom, defaultImage: string): ResolvedSpe
       maxMessageLength: s.chat?.maxMessageLength ?? DEFAULTS.chat.maxMessageLength,
       messagesPerMinute: s.chat?.messagesPerMinute ?? DEFAULTS.chat.messagesPerMinute,
     },
-    maxViewers: s.maxViewers ?? DEFAULTS.maxViewers,
+    media: { mode },
+    maxViewers: s.maxViewers ?? DEFAULTS.maxViewers[mode],
     iceServers: s.iceServers ?? [],
     suspend: s.suspend ?? DEFAULTS.suspend,
   };

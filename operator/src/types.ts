@@ -10,6 +10,9 @@ export const PLURAL = 'streamrooms';
 
 export type ExposeType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'Ingress';
 
+/** SFU: through the room pod's media relay; PeerToPeer: from the broadcaster's browser to each viewer. */
+export type MediaMode = 'SFU' | 'PeerToPeer';
+
 export interface IceServerSpec {
   urls: string[];
   username?: string;
@@ -32,6 +35,7 @@ export interface StreamRoomSpec {
     tlsSecretName?: string;
   };
   chat?: { enabled?: boolean; historySize?: number; maxMessageLength?: number; messagesPerMinute?: number };
+  media?: { mode?: MediaMode };
   maxViewers?: number;
   iceServers?: IceServerSpec[];
   suspend?: boolean;

@@ -81,13 +81,31 @@ describe('buildDeployment', () => {
       ROOM_NAME: 'demo',
       ROOM_NAMESPACE: 'team-a',
       ROOM_TITLE: 'Launch party',
-      ROOM_MAX_VIEWERS: '20',
+      ROOM_MAX_VIEWERS: '500',
+      ROOM_MEDIA_MODE: 'SFU',
+      ROOM_RELAY_UDP_PORT: '7882',
+      ROOM_RELAY_TCP_PORT: '7881',
       CHAT_ENABLED: 'true',
       CHAT_HISTORY_SIZE: '50',
       CHAT_MAX_MESSAGE_LENGTH: '500',
       CHAT_MESSAGES_PER_MINUTE: '20',
       ICE_SERVERS: '[]',
     });
+  });
+
+  it("opens the relay's media ports in SFU rooms only, and defaults maxViewers by media mode", () => {
+    expect(container?.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'media-udp', containerPort: 7882, protocol: 'UDP' },
+      { name: 'media-tcp', containerPort: 7881, protocol: 'TCP' },
+    ]);
+    const p2p = room({ media: { mode: 'PeerToPeer' } });
+    const p2pSpec = resolveSpec(p2p, 'img:1');
+    const p2pContainer = buildDeployment(p2p, p2pSpec, { mode: 'none' }).spec?.template.spec?.containers[0];
+    expect(p2pContainer?.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    const p2pEnv = Object.fromEntries((p2pContainer?.env ?? []).map((e) => [e.name, e.value]));
+    expect(p2pEnv).toMatchObject({ ROOM_MEDIA_MODE: 'PeerToPeer', ROOM_MAX_VIEWERS: '20' });
+    expect(p2pEnv).not.toHaveProperty('ROOM_RELAY_UDP_PORT');
   });
 
   it('hands TURN credentials over by Secret reference, not by value', () => {

@@ -40,10 +40,14 @@ describe('the StreamRoom CRD', () => {
     ['chat.historySize', DEFAULTS.chat.historySize],
     ['chat.maxMessageLength', DEFAULTS.chat.maxMessageLength],
     ['chat.messagesPerMinute', DEFAULTS.chat.messagesPerMinute],
-    ['maxViewers', DEFAULTS.maxViewers],
+    ['media.mode', DEFAULTS.media.mode],
     ['suspend', DEFAULTS.suspend],
   ])('defaults spec.%s to the operator default %p', (path, value) => {
     expect(at(path)?.default).toEqual(value);
+  });
+
+  it('leaves maxViewers to the operator, which defaults it by media mode', () => {
+    expect(at('maxViewers')?.default).toBeUndefined();
   });
 
   it('describes every field, so `kubectl explain` reads well', () => {

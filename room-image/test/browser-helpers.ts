@@ -1,4 +1,5 @@
 /** Chromium (Debian's) for the page tests: fake camera, no prompts, nothing phoning home. */
+import { execFileSync } from 'node:child_process';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { sleep } from './helpers.js';
 
@@ -14,6 +15,10 @@ export const CHROMIUM_ARGS = [
   '--disable-quic',
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
+  // The tests' relay listens on 127.0.0.1 only: let pages pair with its loopback candidate, and hand
+  // it their own address rather than an mDNS name it cannot resolve (see media/README.md).
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
 ];
 
 /** Frames decoded by the viewer page's peer connection (0 when it has none yet). */
@@ -106,4 +111,53 @@ export async function openBroadcaster(
   await page.getByRole('button', { name: 'Start camera' }).click();
   await page.getByRole('button', { name: 'Stop camera' }).waitFor();
   return page;
+}
+
+/** The address and port of the page's end of its selected ICE candidate pair. */
+export async function selectedLocalCandidate(page: Page): Promise<{ ip: string; port: number }> {
+  return page.evaluate(async () => {
+    type Stat = {
+      type: string;
+      id: string;
+      selectedCandidatePairId?: string;
+      localCandidateId?: string;
+      address?: string;
+      port?: number;
+    };
+    type Handle = { pc(): { getStats(): Promise<{ forEach(cb: (r: Stat) => void): void }> } | null };
+    const pc = (globalThis as unknown as { __streamroom: Handle }).__streamroom.pc();
+    const all: Stat[] = [];
+    (await pc!.getStats()).forEach((r) => all.push(r));
+    const pairId = all.find((r) => r.type === 'transport')?.selectedCandidatePairId;
+    const pair = all.find((r) => r.id === pairId);
+    const local = all.find((r) => r.id === pair?.localCandidateId);
+    return { ip: local?.address ?? '', port: local?.port ?? 0 };
+  });
+}
+
+/**
+ * A poor connection for one viewer page: the kernel lets at most `packetsPerSecond` UDP packets a
+ * second through to its WebRTC port and drops the rest (iptables, so root only). Returns the undo.
+ * (Chromium's own network emulation does not touch WebRTC's UDP.)
+ */
+export async function throttle(page: Page, packetsPerSecond: number): Promise<() => void> {
+  const { ip, port } = await selectedLocalCandidate(page);
+  if (!ip || !port) throw new Error('the page has no selected candidate pair');
+  const match = ['-p', 'udp', '-d', ip, '--dport', String(port)];
+  const limit = [
+    '-m',
+    'limit',
+    '--limit',
+    `${packetsPerSecond}/second`,
+    '--limit-burst',
+    '5',
+    '-j',
+    'ACCEPT',
+  ];
+  execFileSync('iptables', ['-I', 'OUTPUT', '1', ...match, '-j', 'DROP']);
+  execFileSync('iptables', ['-I', 'OUTPUT', '1', ...match, ...limit]);
+  return () => {
+    execFileSync('iptables', ['-D', 'OUTPUT', ...match, ...limit]);
+    execFileSync('iptables', ['-D', 'OUTPUT', ...match, '-j', 'DROP']);
+  };
 }

@@ -27,7 +27,50 @@ describe('loadConfig', () => {
       chat: { enabled: true, historySize: 50, maxMessageLength: 500, messagesPerMinute: 20 },
       iceServers: [],
       shutdownTimeoutSeconds: 20,
+      redis: undefined,
+      media: {
+        mode: 'SFU',
+        relay: {
+          path: expect.stringMatching(/room-image\/media\/dist\/streamroom-relay$/),
+          udpPort: 0,
+          tcpPort: 0,
+          listenAddress: '0.0.0.0',
+          announceAddresses: [],
+          includeLoopback: false,
+        },
+      },
     });
+  });
+
+  it('reads the media settings and refuses bad ones', () => {
+    const c = loadConfig({
+      ...base,
+      ROOM_MEDIA_MODE: 'PeerToPeer',
+      ROOM_RELAY_PATH: '/bin/relay',
+      ROOM_RELAY_UDP_PORT: '7882',
+      ROOM_RELAY_TCP_PORT: '7881',
+      ROOM_RELAY_LISTEN_ADDRESS: '127.0.0.1',
+      ROOM_RELAY_ANNOUNCE_ADDRESSES: '192.0.2.10, 2001:db8::1',
+      ROOM_RELAY_INCLUDE_LOOPBACK: 'true',
+    });
+    expect(c.media).toEqual({
+      mode: 'PeerToPeer',
+      relay: {
+        path: '/bin/relay',
+        udpPort: 7882,
+        tcpPort: 7881,
+        listenAddress: '127.0.0.1',
+        announceAddresses: ['192.0.2.10', '2001:db8::1'],
+        includeLoopback: true,
+      },
+    });
+    expect(() => loadConfig({ ...base, ROOM_MEDIA_MODE: 'sfu' })).toThrow(
+      /ROOM_MEDIA_MODE: must be one of SFU, PeerToPeer/,
+    );
+    expect(() => loadConfig({ ...base, ROOM_RELAY_UDP_PORT: '70000' })).toThrow(/ROOM_RELAY_UDP_PORT/);
+    expect(() => loadConfig({ ...base, ROOM_RELAY_ANNOUNCE_ADDRESSES: 'node-1.example' })).toThrow(
+      /ROOM_RELAY_ANNOUNCE_ADDRESSES: must be a comma-separated list of IP addresses/,
+    );
   });
 
   it('reads every variable the operator sets', () => {

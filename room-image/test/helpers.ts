@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,8 +15,34 @@ export const repoRoot = path.resolve(roomImageDir, '..');
 export const BROADCASTER_KEY = 'bk-test-0123456789';
 export const VIEWER_KEY = 'vk-test-0123456789';
 
+/** The media relay binary (npm run build:relay), built here when missing. */
+export function relayBinary(): string {
+  const bin = path.join(roomImageDir, 'media', 'dist', 'streamroom-relay');
+  if (!existsSync(bin)) {
+    execFileSync('npm', ['run', '--silent', 'build:relay'], { cwd: roomImageDir, stdio: 'inherit' });
+  }
+  return bin;
+}
+
+/**
+ * A room's environment for tests. PeerToPeer unless a test asks for SFU (the media tests do); an SFU
+ * room's relay listens on 127.0.0.1 and offers loopback candidates.
+ */
+export function testEnv(env: Record<string, string> = {}): Record<string, string> {
+  return {
+    ROOM_NAME: 'test-room',
+    ROOM_BROADCASTER_KEY: BROADCASTER_KEY,
+    PORT: '0',
+    ROOM_MEDIA_MODE: 'PeerToPeer',
+    ROOM_RELAY_LISTEN_ADDRESS: '127.0.0.1',
+    ROOM_RELAY_INCLUDE_LOOPBACK: 'true',
+    ...(env['ROOM_MEDIA_MODE'] === 'SFU' ? { ROOM_RELAY_PATH: relayBinary() } : {}),
+    ...env,
+  };
+}
+
 export function testConfig(env: Record<string, string> = {}): RoomConfig {
-  return loadConfig({ ROOM_NAME: 'test-room', ROOM_BROADCASTER_KEY: BROADCASTER_KEY, PORT: '0', ...env });
+  return loadConfig(testEnv(env));
 }
 
 export async function buildClientToTemp(): Promise<string> {

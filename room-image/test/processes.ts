@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as esbuild from 'esbuild';
 import { bundleClient } from '../src/build/bundle.js';
-import { BROADCASTER_KEY, roomImageDir, sleep } from './helpers.js';
+import { roomImageDir, sleep, testEnv } from './helpers.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -158,10 +158,8 @@ export async function startRoom(env: Record<string, string>): Promise<RoomProces
     cwd: roomImageDir,
     env: {
       PATH: process.env['PATH'] ?? '',
-      PORT: '0',
       LISTEN_ADDRESS: '127.0.0.1',
-      ROOM_BROADCASTER_KEY: BROADCASTER_KEY,
-      ...env,
+      ...testEnv(env),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,11 +4,10 @@
  * naming the offending variable.
  */
 
-export interface IceServer {
-  urls: string | string[];
-  username?: string;
-  credential?: string;
-}
+import { fileURLToPath } from 'node:url';
+import { MEDIA_MODES, type IceServer, type MediaMode } from '../protocol.js';
+
+export type { IceServer };
 
 export interface ChatConfig {
   enabled: boolean;
@@ -34,6 +33,28 @@ export interface RoomConfig {
   shutdownTimeoutSeconds: number;
   /** Shared state of a multi-replica room; undefined = single replica, state in memory. */
   redis: RedisConfig | undefined;
+  media: MediaConfig;
+}
+
+export interface MediaConfig {
+  /** SFU: the video goes through this pod's relay; PeerToPeer: from the broadcaster to each viewer. */
+  mode: MediaMode;
+  /** The relay (SFU only): room-image/media, started by the room server. */
+  relay: RelayConfig;
+}
+
+export interface RelayConfig {
+  /** The streamroom-relay binary. */
+  path: string;
+  /** The one UDP port of all media (0: any free port). */
+  udpPort: number;
+  /** ICE-TCP port for networks that block UDP (0: off). */
+  tcpPort: number;
+  listenAddress: string;
+  /** Addresses to advertise instead of the interfaces' (a node's address, NAT 1:1). */
+  announceAddresses: string[];
+  /** Also offer loopback candidates (a browser on the same machine, in tests). */
+  includeLoopback: boolean;
 }
 
 export interface RedisConfig {
@@ -178,6 +199,43 @@ function redis(env: Env, namespace: string, name: string): RedisConfig | undefin
   return { url, keyPrefix: prefix ?? `streamroom:${namespace}:${name}:` };
 }
 
+const DEFAULT_RELAY_PATH = fileURLToPath(new URL('../../media/dist/streamroom-relay', import.meta.url));
+const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$/;
+
+function addresses(env: Env, name: string): string[] {
+  const raw = str(env, name);
+  if (raw === undefined) return [];
+  const list = raw.split(',').map((a) => a.trim());
+  for (const a of list) {
+    if (!IP.test(a))
+      throw new ConfigError(name, `must be a comma-separated list of IP addresses, got ${JSON.stringify(a)}`);
+  }
+  return list;
+}
+
+function media(env: Env): MediaConfig {
+  const mode = str(env, 'ROOM_MEDIA_MODE') ?? 'SFU';
+  if (!(MEDIA_MODES as readonly string[]).includes(mode)) {
+    throw new ConfigError(
+      'ROOM_MEDIA_MODE',
+      `must be one of ${MEDIA_MODES.join(', ')}, got ${JSON.stringify(mode)}`,
+    );
+  }
+  const listenAddress = str(env, 'ROOM_RELAY_LISTEN_ADDRESS') ?? '0.0.0.0';
+  if (!IP.test(listenAddress)) throw new ConfigError('ROOM_RELAY_LISTEN_ADDRESS', 'must be an IP address');
+  return {
+    mode: mode as MediaMode,
+    relay: {
+      path: str(env, 'ROOM_RELAY_PATH') ?? DEFAULT_RELAY_PATH,
+      udpPort: int(env, 'ROOM_RELAY_UDP_PORT', 0, 0, 65535),
+      tcpPort: int(env, 'ROOM_RELAY_TCP_PORT', 0, 0, 65535),
+      listenAddress,
+      announceAddresses: addresses(env, 'ROOM_RELAY_ANNOUNCE_ADDRESSES'),
+      includeLoopback: bool(env, 'ROOM_RELAY_INCLUDE_LOOPBACK', false),
+    },
+  };
+}
+
 export function loadConfig(env: Env): RoomConfig {
   const roomName = str(env, 'ROOM_NAME') ?? 'room';
   const broadcasterKey = key(env, 'ROOM_BROADCASTER_KEY', true);
@@ -203,5 +261,6 @@ export function loadConfig(env: Env): RoomConfig {
     iceServers: iceServers(env),
     shutdownTimeoutSeconds: int(env, 'SHUTDOWN_TIMEOUT_SECONDS', 20, 1, 3600),
     redis: redis(env, roomNamespace, roomName),
+    media: media(env),
   };
 }

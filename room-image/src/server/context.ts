@@ -1,6 +1,8 @@
 /** Types shared by the room server's modules. */
-import type { Server } from 'socket.io';
+import type { Server, Socket } from 'socket.io';
+import type { ClientToServerEvents, Role, ServerToClientEvents } from '../protocol.js';
 import type { RoomConfig } from './config.js';
+import type { Media } from './media.js';
 import type { LogFn } from './log.js';
 import type { RoomMetrics } from './metrics.js';
 import type { RoomState } from './state.js';
@@ -10,8 +12,10 @@ export interface RoomContext {
   config: RoomConfig;
   state: RoomState;
   metrics: RoomMetrics;
-  io: Server;
+  io: RoomServer;
   log: LogFn;
+  /** SFU rooms: this replica's media relay and the connections of its sockets with it. */
+  media: Media | undefined;
   isShuttingDown(): boolean;
   /** Why the shared state cannot be used right now (Redis down), or undefined when it can. */
   unavailableReason(): string | undefined;
@@ -24,9 +28,17 @@ export interface RoomContext {
   track(work: Promise<unknown>): void;
 }
 
+/** Between replicas (through the adapter): "presence changed, re-read it". */
+export interface InterServerEvents {
+  'streamroom:presence'(): void;
+}
+
+export type RoomServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type RoomSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+
 /** `socket.data`, set by the handshake. */
 export interface SocketData {
-  role: 'broadcaster' | 'viewer';
+  role: Role;
   name: string;
   /** Stable user id (kept across reconnects through a signed token); keys the chat rate limit. */
   user: string;

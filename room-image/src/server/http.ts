@@ -5,6 +5,7 @@ import compression from 'compression';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { RoomConfig } from './config.js';
 import type { RoomContext, SocketData } from './context.js';
+import type { Media } from './media.js';
 import { recordPresence } from './presence.js';
 
 /** Names esbuild gives hashed bundles and their companions: app-ABCD1234.js, .js.map, .js.LEGAL.txt. */
@@ -32,6 +33,8 @@ type AppContext = Pick<
 > & {
   /** This replica's sockets (socket.io attaches after the app, so this is looked up per request). */
   localSockets(): Iterable<{ data: unknown }>;
+  /** SFU rooms: the media relay (also created after the app). */
+  media(): Media | undefined;
 };
 
 /** Counts this replica's own sockets by role. */
@@ -52,6 +55,7 @@ export function createApp(ctx: AppContext, publicDir: string): Express {
     private: config.viewerKey !== undefined,
     maxViewers: config.maxViewers,
     chat: config.chat,
+    media: { mode: config.media.mode },
     // Whether the page may fall back to HTTP long-polling when WebSocket is blocked.
     transports: transportsFor(config),
     // A private room hands its ICE servers (TURN credentials) only to authenticated sockets.
@@ -67,7 +71,10 @@ export function createApp(ctx: AppContext, publicDir: string): Express {
     res.type('text/plain').send('ok\n');
   });
   app.get('/readyz', (_req, res) => {
-    const reason = isShuttingDown() ? 'shutting down' : unavailableReason();
+    // a replica that cannot carry video (its relay is restarting) takes no new viewers meanwhile
+    const reason = isShuttingDown()
+      ? 'shutting down'
+      : (unavailableReason() ?? ctx.media()?.unavailableReason());
     res.setHeader('Cache-Control', 'no-store');
     res
       .status(reason === undefined ? 200 : 503)
@@ -82,13 +89,14 @@ export function createApp(ctx: AppContext, publicDir: string): Express {
       res.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
     };
     // Without the shared state the room-wide gauges keep their last values.
-    state
-      .presence()
-      .then(
-        (p) => recordPresence(metrics, p),
-        () => undefined,
-      )
-      .finally(send);
+    const media = ctx.media();
+    const relay = media
+      ? media.relay.stats().then(
+          (s) => metrics.recordRelay(true, media.relay.restarts, s),
+          () => metrics.recordRelay(media.relay.running, media.relay.restarts, undefined),
+        )
+      : undefined;
+    Promise.allSettled([state.presence().then((p) => recordPresence(metrics, p)), relay]).finally(send);
   });
   app.get('/config.json', (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');

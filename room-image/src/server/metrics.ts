@@ -35,29 +35,15 @@ class Metric {
   }
 }
 
-export const REJECT_REASONS = [
-  'invalid_payload',
-  'unknown_event',
-  'too_large',
-  'rate_limited',
-  'flood',
-  'not_allowed',
-  'chat_disabled',
-  'unknown_target',
-  'unavailable',
-] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
+import {
+  CONNECTION_REJECT_REASONS,
+  REJECT_REASONS,
+  type ConnectionRejectReason,
+  type RejectReason,
+} from '../protocol.js';
+import type { RelayStats } from './relay.js';
 
-export const CONNECTION_REJECT_REASONS = [
-  'bad_auth',
-  'bad_broadcaster_key',
-  'bad_viewer_key',
-  'invalid_name',
-  'room_full',
-  'shutting_down',
-  'unavailable',
-] as const;
-export type ConnectionRejectReason = (typeof CONNECTION_REJECT_REASONS)[number];
+export type { ConnectionRejectReason, RejectReason };
 
 export class RoomMetrics {
   readonly viewers = new Metric(
@@ -101,6 +87,58 @@ export class RoomMetrics {
     'Socket connections refused, by reason.',
     'counter',
   );
+  /** SFU rooms only: the media relay's own counters (relay.ts RelayStats). */
+  private readonly relay = {
+    up: new Metric('streamroom_relay_up', 'Whether the media relay runs: 1 or 0.', 'gauge'),
+    restarts: new Metric(
+      'streamroom_relay_restarts_total',
+      'Times the media relay stopped and was restarted.',
+      'counter',
+    ),
+    viewers: new Metric(
+      'streamroom_relay_viewers',
+      "Viewer connections to this replica's relay that are up.",
+      'gauge',
+    ),
+    bitrate: new Metric(
+      'streamroom_relay_bitrate_bits',
+      'Media bits per second through the relay, by direction.',
+      'gauge',
+    ),
+    packets: new Metric(
+      'streamroom_relay_packets_total',
+      'RTP packets through the relay, by direction.',
+      'counter',
+    ),
+    lost: new Metric(
+      'streamroom_relay_packets_lost_total',
+      "Packets of the broadcaster's stream that never reached the relay.",
+      'counter',
+    ),
+    dropped: new Metric(
+      'streamroom_relay_packets_dropped_total',
+      'Packets the relay dropped: over the publish cap, or for a viewer that could not keep up.',
+      'counter',
+    ),
+    nacks: new Metric(
+      'streamroom_relay_nacks_total',
+      'Retransmissions asked for (in: by viewers; out: by the relay, of the broadcaster).',
+      'counter',
+    ),
+    retransmits: new Metric(
+      'streamroom_relay_retransmits_total',
+      "Packets resent to viewers from the relay's cache.",
+      'counter',
+    ),
+    keyframes: new Metric(
+      'streamroom_relay_keyframe_requests_total',
+      'Keyframe requests (in: from viewers; out: to the broadcaster, coalesced).',
+      'counter',
+    ),
+    cpu: new Metric('streamroom_relay_cpu_seconds_total', 'CPU time the media relay used.', 'counter'),
+    rss: new Metric('streamroom_relay_resident_memory_bytes', 'Resident memory of the media relay.', 'gauge'),
+  };
+  private withRelay = false;
   private readonly info = new Metric('streamroom_room_info', 'Room identity.', 'gauge');
   private readonly rss = new Metric(
     'process_resident_memory_bytes',
@@ -124,6 +162,29 @@ export class RoomMetrics {
     for (const r of CONNECTION_REJECT_REASONS) this.rejectedConnections.add(0, { reason: r });
   }
 
+  /** The relay's state for the next render (stats undefined when it does not answer). */
+  recordRelay(up: boolean, restarts: number, s: RelayStats | undefined): void {
+    const r = this.relay;
+    this.withRelay = true;
+    r.up.set(up ? 1 : 0);
+    r.restarts.set(restarts);
+    if (!s) return;
+    r.viewers.set(s.viewers);
+    r.bitrate.set(s.bitrateIn, { direction: 'in' });
+    r.bitrate.set(s.bitrateOut, { direction: 'out' });
+    r.packets.set(s.packetsIn, { direction: 'in' });
+    r.packets.set(s.packetsOut, { direction: 'out' });
+    r.lost.set(s.lostIn);
+    r.dropped.set(s.packetsDropped);
+    r.nacks.set(s.nacksIn, { direction: 'in' });
+    r.nacks.set(s.nacksOut, { direction: 'out' });
+    r.retransmits.set(s.retransmits);
+    r.keyframes.set(s.keyframeRequestsIn, { direction: 'in' });
+    r.keyframes.set(s.keyframeRequestsOut, { direction: 'out' });
+    r.cpu.set(s.cpuSeconds);
+    r.rss.set(s.rssBytes);
+  }
+
   reject(reason: RejectReason): void {
     this.rejectedMessages.add(1, { reason });
   }
@@ -140,6 +201,7 @@ export class RoomMetrics {
       this.signalingMessages,
       this.rejectedMessages,
       this.rejectedConnections,
+      ...(this.withRelay ? Object.values(this.relay) : []),
       this.rss,
     ];
     return all.map((m) => m.render()).join('\n') + '\n';

@@ -2,15 +2,17 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Server, type Socket } from 'socket.io';
+import { Server } from 'socket.io';
+import type { Welcome } from '../protocol.js';
 import { handshake } from './auth.js';
 import { createBackplane, type Backplane } from './backplane.js';
 import { chatWelcome, registerChat } from './chat.js';
 import type { RoomConfig } from './config.js';
-import type { RoomContext, SocketData } from './context.js';
+import type { RoomContext, RoomServer, RoomSocket } from './context.js';
 import { DEFAULT_FLOOD, guardSocket, type FloodLimits } from './guard.js';
 import { createApp, transportsFor } from './http.js';
 import { jsonLogger, type LogFn } from './log.js';
+import { createMedia, type Media } from './media.js';
 import { RoomMetrics } from './metrics.js';
 import { presencePublisher } from './presence.js';
 import { applyTick, joinRoom, leaveRoom, registerSignaling } from './signaling.js';
@@ -18,9 +20,6 @@ import { MemoryRoomState, type RoomState } from './state.js';
 
 export { keysMatch } from './auth.js';
 export { jsonLogger, type LogFn } from './log.js';
-
-/** Server-to-server event (through the adapter): "presence changed, re-read it". */
-const PRESENCE_CHANGED = 'streamroom:presence';
 
 export interface ServerOptions {
   /** Directory with the built client (index.html and hashed assets). Defaults to dist/public. */
@@ -45,7 +44,9 @@ export interface RunningServer {
   url: string;
   port: number;
   metrics: RoomMetrics;
-  io: Server;
+  io: RoomServer;
+  /** SFU rooms: the media relay and its connections. */
+  media: Media | undefined;
   readonly shuttingDown: boolean;
   /** Stops accepting, tells clients to reconnect, disconnects them and closes the listener. */
   close(): Promise<void>;
@@ -64,6 +65,8 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   let shuttingDown = false;
   const isShuttingDown = (): boolean => shuttingDown;
   const unavailableReason = (): string | undefined => backplane?.unavailableReason();
+  // (the relay needs the socket.io server, which needs the express app: looked up per request)
+  const mediaRef: { media?: Media } = {};
   const pending = new Set<Promise<unknown>>();
   const track = (work: Promise<unknown>): void => {
     pending.add(work);
@@ -78,11 +81,12 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
       isShuttingDown,
       unavailableReason,
       localSockets: () => io.of('/').sockets.values(),
+      media: () => mediaRef.media,
     },
     publicDir,
   );
   const httpServer: HttpServer = createServer(app);
-  const io = new Server(httpServer, {
+  const io: RoomServer = new Server(httpServer, {
     serveClient: false,
     maxHttpBufferSize: 256 * 1024,
     pingInterval: 10_000,
@@ -92,15 +96,18 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     transports: transportsFor(config),
     ...(backplane ? { adapter: backplane.adapter } : {}),
   });
-  const notifyPeers = backplane ? () => io.serverSideEmit(PRESENCE_CHANGED) : undefined;
+  const notifyPeers = backplane ? () => io.serverSideEmit('streamroom:presence') : undefined;
   const presence = presencePublisher({ io, state, metrics, log, isShuttingDown }, notifyPeers);
-  io.on(PRESENCE_CHANGED, () => presence.refresh());
+  io.on('streamroom:presence', () => presence.refresh());
+  const media = config.media.mode === 'SFU' ? createMedia({ config, io, log }) : undefined;
+  mediaRef.media = media;
   const ctx: RoomContext = {
     config,
     state,
     metrics,
     io,
     log,
+    media,
     isShuttingDown,
     unavailableReason,
     publishPresence: presence.publish,
@@ -108,7 +115,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   };
 
   io.use(handshake(ctx));
-  io.on('connection', (socket: Socket) => {
+  io.on('connection', (socket) => {
     void onConnection(ctx, socket, flood).catch((err: unknown) => {
       log('warn', 'connection handler failed', { error: String(err) });
       socket.disconnect(true);
@@ -133,6 +140,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     port: addr.port,
     metrics,
     io,
+    media,
     get shuttingDown() {
       return shuttingDown;
     },
@@ -159,7 +167,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
           httpServer.closeIdleConnections();
         });
         httpServer.closeAllConnections();
-        await backplane?.close();
+        await Promise.all([backplane?.close(), media?.close()]);
       })();
       return closing;
     },
@@ -167,8 +175,8 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
 }
 
 /** Wires an authenticated socket: guard and handlers first (synchronously), then the welcome. */
-async function onConnection(ctx: RoomContext, socket: Socket, flood: FloodLimits): Promise<void> {
-  const data = socket.data as SocketData;
+async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLimits): Promise<void> {
+  const data = socket.data;
   const handlers = guardSocket(ctx, socket, flood);
   registerSignaling(ctx, socket, handlers);
   registerChat(ctx, socket, handlers);
@@ -180,13 +188,14 @@ async function onConnection(ctx: RoomContext, socket: Socket, flood: FloodLimits
     );
   });
 
-  const welcome = {
+  const welcome: Welcome = {
     id: socket.id,
     role: data.role,
     name: data.name,
     user: data.userToken,
     title: ctx.config.title,
     iceServers: ctx.config.iceServers,
+    media: { mode: ctx.config.media.mode },
     chat: await chatWelcome(ctx),
   };
   await joinRoom(ctx, socket, welcome);

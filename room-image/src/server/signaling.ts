@@ -1,21 +1,28 @@
 /**
- * WebRTC signaling in a star: the broadcaster talks to each viewer, viewers only to the
- * broadcaster. Also the join/leave side of it: broadcaster takeover and viewer:joined/left.
+ * WebRTC signaling. SFU rooms: every page talks to this replica's media relay (media.ts). PeerToPeer
+ * rooms, a star: the broadcaster talks to each viewer, viewers only to the broadcaster. Also the
+ * join/leave side of it: broadcaster takeover and (PeerToPeer) viewer:joined/left.
  */
-import type { Socket } from 'socket.io';
-import type { RoomContext, SocketData } from './context.js';
+import type { RoomContext, RoomSocket } from './context.js';
+import type { Welcome } from '../protocol.js';
 import type { SocketHandlers } from './guard.js';
 import type { TickResult } from './redis-state.js';
 import { signalEnvelope, streamStatePayload } from './validate.js';
 
 /** Handles `signal` (relayed to exactly one socket) and `stream:state` (broadcaster only). */
-export function registerSignaling(ctx: RoomContext, socket: Socket, h: SocketHandlers): void {
-  const { state, metrics, io } = ctx;
-  const data = socket.data as SocketData;
+export function registerSignaling(ctx: RoomContext, socket: RoomSocket, h: SocketHandlers): void {
+  const { state, metrics, io, media } = ctx;
+  const data = socket.data;
 
   h.handle('signal', async (payload, ack) => {
     const env = h.check(signalEnvelope(payload), 'signal', ack);
     if (!env) return;
+    if (media) {
+      const refused = await media.signal(socket, env);
+      if (refused) return h.reject(refused, 'signal', ack);
+      metrics.signalingMessages.add(1);
+      return ack?.({ ok: true });
+    }
     let target: string | undefined;
     if (data.role === 'broadcaster') {
       if (env.to === undefined || !(await state.hasViewer(env.to)))
@@ -46,30 +53,34 @@ export function registerSignaling(ctx: RoomContext, socket: Socket, h: SocketHan
  * Sends `welcome` and announces the socket: a broadcaster replaces (and disconnects) the previous
  * one and also gets the viewer ids; a viewer is announced to the broadcaster.
  */
-export async function joinRoom(ctx: RoomContext, socket: Socket, welcome: object): Promise<void> {
-  const { state, io } = ctx;
-  if ((socket.data as SocketData).role === 'broadcaster') {
+export async function joinRoom(ctx: RoomContext, socket: RoomSocket, welcome: Welcome): Promise<void> {
+  const { state, io, media } = ctx;
+  if (socket.data.role === 'broadcaster') {
     const previous = await state.setBroadcaster(socket.id);
     if (previous !== undefined) {
       io.to(previous).emit('replaced', {});
       io.in(previous).disconnectSockets(true);
     }
-    socket.emit('welcome', { ...welcome, viewers: await state.viewerIds() });
+    socket.emit('welcome', media ? welcome : { ...welcome, viewers: await state.viewerIds() });
     ctx.log('info', 'broadcaster connected');
   } else {
     socket.emit('welcome', welcome);
-    const b = await state.broadcaster();
-    if (b !== undefined) io.to(b).emit('viewer:joined', { id: socket.id });
+    if (media) await media.join(socket);
+    else {
+      const b = await state.broadcaster();
+      if (b !== undefined) io.to(b).emit('viewer:joined', { id: socket.id });
+    }
   }
   ctx.publishPresence();
 }
 
 /** Frees a viewer's seat and tells the broadcaster, or clears the broadcaster if still current. */
-export async function leaveRoom(ctx: RoomContext, socket: Socket): Promise<void> {
-  const { state, io } = ctx;
-  if ((socket.data as SocketData).role === 'viewer') {
+export async function leaveRoom(ctx: RoomContext, socket: RoomSocket): Promise<void> {
+  const { state, io, media } = ctx;
+  media?.leave(socket);
+  if (socket.data.role === 'viewer') {
     await state.removeViewer(socket.id);
-    const b = await state.broadcaster();
+    const b = media ? undefined : await state.broadcaster();
     if (b !== undefined) io.to(b).emit('viewer:left', { id: socket.id });
     ctx.publishPresence();
   } else if (await state.clearBroadcaster(socket.id)) {
@@ -89,10 +100,10 @@ export async function applyTick(ctx: RoomContext, r: TickResult): Promise<boolea
     io.local.to(r.lost).emit('replaced', {});
     io.local.in(r.lost).disconnectSockets(true);
   }
-  if (r.restored !== undefined) {
+  if (r.restored !== undefined && !ctx.media) {
     for (const id of await state.viewerIds()) io.local.to(r.restored).emit('viewer:joined', { id });
   }
-  if (r.swept.length > 0 || r.readded.length > 0) {
+  if (!ctx.media && (r.swept.length > 0 || r.readded.length > 0)) {
     const b = await state.broadcaster();
     if (b !== undefined) {
       for (const id of r.swept) io.to(b).emit('viewer:left', { id });

@@ -3,20 +3,9 @@
  * `RedisRoomState` (redis-state.ts) shares the same state between the replicas of a room.
  */
 
-export interface ChatMessage {
-  id: string;
-  name: string;
-  role: 'broadcaster' | 'viewer';
-  text: string;
-  /** Server timestamp, milliseconds since the epoch. */
-  ts: number;
-}
+import type { ChatMessage, Presence } from '../protocol.js';
 
-export interface Presence {
-  viewers: number;
-  broadcasterOnline: boolean;
-  live: boolean;
-}
+export type { ChatMessage, Presence };
 
 export interface RoomState {
   /** Registers a viewer unless the room holds `max` viewers already (0 = unlimited). */

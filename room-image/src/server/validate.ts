@@ -2,7 +2,7 @@
  * Validation of everything a socket may send. Validators return a sanitized copy (only known
  * fields) or a rejection reason; nothing a client sends is relayed verbatim.
  */
-import type { RejectReason } from './metrics.js';
+import type { RejectReason, SignalData, SignalEnvelope } from '../protocol.js';
 
 export type Result<T> = { ok: true; value: T } | { ok: false; reason: RejectReason };
 
@@ -27,19 +27,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-export type SignalData =
-  | { type: 'offer' | 'answer'; sdp: string }
-  | {
-      type: 'candidate';
-      candidate: { candidate: string; sdpMid: string | null; sdpMLineIndex: number | null };
-    }
-  | { type: 'renegotiate'; renegotiate: true };
-
-export interface SignalEnvelope {
-  to: string | undefined;
-  pc: string;
-  data: SignalData;
-}
+export type { SignalData, SignalEnvelope };
 
 function signalData(v: unknown): Result<SignalData> {
   if (!isPlainObject(v)) return bad();
