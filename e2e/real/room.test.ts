@@ -1,30 +1,38 @@
 // End to end on a cluster whose pods run real containers (e2e/scripts/cluster.sh: the local cluster
 // with a real node, or kind): the operator runs in the cluster from its image (Helm chart), rooms are
-// applied as a user would, and real Chromium pages stream and chat through the URL from the room's
-// status. Numbers (apply to first frame, pod memory) go to test-artifacts/e2e-metrics.json.
+// applied as a user would, and real Chromium pages and the Go viewer swarm stream and chat through the
+// URL from the room's status. Media goes through the cluster's media path: the node's address and the
+// room's own port (HostPort), or the TURN gateway and the pods' addresses (TURN), relay to relay
+// between a room's replicas. Numbers go to test-artifacts/e2e-metrics.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { io as ioClient, type Socket } from 'socket.io-client';
 import {
   CHROMIUM_ARGS,
   CHROMIUM_PATH,
   expectVideoPlaying,
+  framesDecoded,
   openBroadcaster,
   openRoomPage,
+  selectedPair,
   waitForFrames,
 } from '../../room-image/test/browser-helpers.js';
+import { Swarm } from '../../room-image/src/bench/swarm.js';
 import { eventually, REPO_DIR, runCommand, startRealCluster, type Cluster } from '../src/cluster.js';
 import { roomManifest } from '../src/operator.js';
 
 const NS = 'e2e-rooms';
+const SWARM = path.join(REPO_DIR, 'room-image', 'media', 'dist', 'streamroom-swarm');
+const swarms: Swarm[] = [];
 const ARTIFACTS = path.join(REPO_DIR, 'test-artifacts');
 const metrics: Record<string, unknown> = {};
 let cluster: Cluster;
 let browser: Browser;
+/** The node's address (InternalIP): where HostPort rooms' relays are reached. */
+let nodeIp: string;
 const contexts: BrowserContext[] = [];
 const forwards: ChildProcess[] = [];
 
@@ -105,6 +113,81 @@ async function forward(target: string, port: number): Promise<string> {
   });
 }
 
+/** The room's pods that run, oldest first. */
+async function roomPods(room: string): Promise<string[]> {
+  const out = await kubectl([
+    'get',
+    'pods',
+    '-l',
+    `app.kubernetes.io/name=streamroom,app.kubernetes.io/instance=${room}`,
+    '--field-selector=status.phase=Running',
+    '--sort-by=.metadata.creationTimestamp',
+    '-o',
+    'jsonpath={.items[*].metadata.name}',
+  ]);
+  return out.trim().split(' ').filter(Boolean);
+}
+
+/** How many sockets of a role the room server at `url` holds itself (its replica_sockets gauge). */
+async function roleSockets(url: string, role: 'broadcaster' | 'viewer'): Promise<number> {
+  const text = await (await fetch(`${url}metrics`)).text();
+  return Number(
+    new RegExp(`^streamroom_replica_sockets\\{role="${role}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN,
+  );
+}
+
+/** A viewer page whose only ICE candidates go through TURN (as behind a network that allows nothing else). */
+async function openRelayOnlyPage(url: string, name: string): Promise<Page> {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+  contexts.push(ctx);
+  await ctx.addInitScript((n) => {
+    const g = globalThis as unknown as {
+      localStorage: { setItem(k: string, v: string): void };
+      RTCPeerConnection: new (config?: { iceTransportPolicy?: string }) => unknown;
+    };
+    g.localStorage.setItem('streamroom:name', n);
+    const Native = g.RTCPeerConnection;
+    g.RTCPeerConnection = class extends (Native as unknown as new (c?: object) => object) {
+      constructor(config: object = {}) {
+        super({ ...config, iceTransportPolicy: 'relay' });
+      }
+    } as unknown as typeof g.RTCPeerConnection;
+  }, name);
+  const page = await ctx.newPage();
+  await page.goto(url);
+  return page;
+}
+
+/** The longest time any of the viewers went without a new packet, measured from now until stop(). */
+function watchGaps(swarm: Swarm, viewers: Swarm['viewers']): { stop(): Promise<number> } {
+  const last = new Map<number, { packets: number; at: number }>();
+  let longest = 0;
+  let running = true;
+  const poll = (async () => {
+    while (running) {
+      const s = await swarm.stats();
+      const packets = new Map<string, number>();
+      for (const v of s.perViewer) packets.set(v.id ?? '', v.packets);
+      const now = Date.now();
+      viewers.forEach((v, i) => {
+        // a viewer's packets: all its peer connections together (a reconnect makes a new one)
+        const n = v.peers.reduce((sum, p) => sum + (packets.get(p) ?? 0), 0);
+        const prev = last.get(i);
+        if (!prev || n > prev.packets) last.set(i, { packets: n, at: now });
+        else longest = Math.max(longest, now - prev.at);
+      });
+      await sleep(250);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await poll;
+      return longest;
+    },
+  };
+}
+
 /** One GET on a fresh connection (no keep-alive: each request is routed anew, as a new client's). */
 function probe(url: string): Promise<number> {
   return new Promise((resolve) => {
@@ -119,6 +202,14 @@ function probe(url: string): Promise<number> {
 
 beforeAll(async () => {
   cluster = await startRealCluster();
+  nodeIp = (
+    await cluster.kubectl([
+      'get',
+      'nodes',
+      '-o',
+      'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}',
+    ])
+  ).trim();
   await cluster.kubectlResult(['delete', 'namespace', NS, '--wait=true', '--timeout=120s']);
   await cluster.kubectl(['create', 'namespace', NS]);
   browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
@@ -128,6 +219,7 @@ beforeAll(async () => {
 afterEach(async () => {
   for (const ctx of contexts.splice(0)) await ctx.close();
   for (const f of forwards.splice(0)) f.kill();
+  for (const s of swarms.splice(0)) await s.close();
 });
 
 afterAll(async () => {
@@ -154,12 +246,30 @@ describe('rooms on a cluster with real containers', () => {
     expect(out.trim().split('\n')).toEqual([expect.stringMatching(/^streamroom\/operator:\S+ true$/)]);
   });
 
+  it('runs the TURN gateway the chart installs', async () => {
+    const out = await cluster.kubectl([
+      'get',
+      'pods',
+      '-n',
+      'streamroom-system',
+      '-l',
+      'app.kubernetes.io/component=turn',
+      '-o',
+      'jsonpath={range .items[*]}{.status.containerStatuses[0].ready}{"\\n"}{end}',
+    ]);
+    expect(out.trim()).toBe('true');
+  });
+
   it('streams the basic example to a viewer through the URL in its status, with chat both ways', async () => {
     const appliedAt = Date.now();
     await kubectl(['apply', '-f', path.join(REPO_DIR, 'examples', 'basic-room.yaml')]);
     const url = await readyRoom('basic', '1/1');
     record('apply_to_ready_ms', Date.now() - appliedAt);
     expect(url).toMatch(/^http:\/\/[\d.]+:\d+\/$/);
+    // HostPort, the default: the room got a port of its own, which its pod holds on the node
+    const port = Number(await jsonpath('streamroom', 'basic', '{.status.media.port}'));
+    expect(await jsonpath('streamroom', 'basic', '{.status.media.network}')).toBe('HostPort');
+    expect(port).toBeGreaterThanOrEqual(20000);
     const key = await secretValue('basic-keys', 'broadcasterKey');
     // Browsers allow the camera on https or localhost only: a broadcaster whose room URL is another
     // address (kind's node address) broadcasts through a port-forward, as a user would.
@@ -174,6 +284,9 @@ describe('rooms on a cluster with real containers', () => {
     await waitForFrames(viewer, 0, 60_000);
     record('apply_to_first_frame_ms', Date.now() - appliedAt);
     await expectVideoPlaying(viewer);
+    // the media came from the relay at the node's address and the room's port
+    const { remote } = await selectedPair(viewer);
+    expect({ ip: remote.ip, port: remote.port }).toEqual({ ip: nodeIp, port });
 
     await viewer.fill('#chat-input', 'hello from the viewer');
     await viewer.press('#chat-input', 'Enter');
@@ -186,64 +299,34 @@ describe('rooms on a cluster with real containers', () => {
     await broadcaster.screenshot({ path: path.join(ARTIFACTS, 'e2e-broadcaster.png') });
   }, 360_000);
 
-  it('adds a replica under chat load and removes it when the load stops', async () => {
-    await applyRoom('busy', {
-      replicas: { min: 1, max: 2 },
-      autoscaling: { targetCPUUtilizationPercentage: 50, scaleDownStabilizationWindowSeconds: 20 },
-      maxViewers: 100,
-      chat: { messagesPerMinute: 600 },
-      expose: { type: 'NodePort' },
-    });
-    const url = await readyRoom('busy', '1/1');
-    record('room_pod_memory_idle_mib', (await podMemoryMiB('busy'))[0]);
-
-    // 50 chat clients, each sending 4 messages a second (every message reaches all 50).
-    const clients: Socket[] = [];
-    for (let i = 0; i < 50; i++) {
-      const socket = ioClient(url, {
-        auth: { role: 'viewer', name: `load-${i}` },
-        transports: ['websocket'],
-        forceNew: true,
-      });
-      clients.push(socket);
-    }
-    await eventually('50 clients connected', async () => clients.every((c) => c.connected), 30_000);
-    let sent = 0;
-    const loadStartedAt = Date.now();
-    const timer = setInterval(() => {
-      for (const c of clients) {
-        c.emit('chat:send', { text: `load ${sent++}` });
-      }
-    }, 250);
-    try {
-      await sleep(20_000);
-      record('room_pod_memory_50_clients_mib', (await podMemoryMiB('busy'))[0]);
-      const scaledUpAt = await eventually(
-        'the HPA adds a replica',
-        async () =>
-          (await jsonpath('deployment', 'busy', '{.spec.replicas}')) === '2' ? Date.now() : undefined,
-        240_000,
-        2000,
-      );
-      record('hpa_scale_up_seconds_after_load', Math.round((scaledUpAt - loadStartedAt) / 1000));
-      await readyRoom('busy', '2/2', 120_000);
-    } finally {
-      clearInterval(timer);
-      for (const c of clients) c.close();
-    }
-    const quietAt = Date.now();
-    await eventually(
-      'the HPA removes the replica',
-      async () => (await jsonpath('deployment', 'busy', '{.spec.replicas}')) === '1',
-      300_000,
-      2000,
+  it('says why replicas of a HostPort room beyond the free nodes stay Pending', async () => {
+    await applyRoom('pair', { replicas: { min: 2, max: 2 } });
+    const message = await eventually(
+      'one replica ready, one Pending, and the reason in the status',
+      async () => {
+        const m = await jsonpath(
+          'streamroom',
+          'pair',
+          '{.status.ready} {.status.conditions[?(@.type=="Progressing")].message}',
+        );
+        return m?.startsWith('1/2 ') && m.includes('needs a node of its own') ? m : undefined;
+      },
+      120_000,
+      1000,
     );
-    record('hpa_scale_down_seconds_after_load', Math.round((Date.now() - quietAt) / 1000));
-  }, 900_000);
+    expect(message).toMatch(/use media.network TURN/);
+    await kubectl(['delete', 'streamroom', 'pair', '--wait=false']);
+  }, 180_000);
 
   it('keeps the room reachable while it rolls out a new image tag', async () => {
-    const url = await readyRoom('basic', '1/1');
-    const image = (await jsonpath('deployment', 'basic', '{.spec.template.spec.containers[0].image}')) ?? '';
+    // (a TURN room: a HostPort room's new pod needs its old pod's port, so on one node they cannot overlap)
+    await applyRoom('roll', {
+      media: { network: 'TURN' },
+      replicas: { min: 1, max: 1 },
+      expose: { type: 'NodePort' },
+    });
+    const url = await readyRoom('roll', '1/1');
+    const image = (await jsonpath('deployment', 'roll', '{.spec.template.spec.containers[0].image}')) ?? '';
     const next = `${image.split(':')[0]}:e2e-rollout`;
     const loaded = await runCommand(
       'bash',
@@ -266,13 +349,13 @@ describe('rooms on a cluster with real containers', () => {
     await kubectl([
       'patch',
       'streamroom',
-      'basic',
+      'roll',
       '--type',
       'merge',
       '-p',
       JSON.stringify({ spec: { image: next } }),
     ]);
-    await kubectl(['rollout', 'status', 'deployment/basic', '--timeout=180s']);
+    await kubectl(['rollout', 'status', 'deployment/roll', '--timeout=180s']);
     await eventually(
       'only pods of the new image',
       async () => {
@@ -280,7 +363,7 @@ describe('rooms on a cluster with real containers', () => {
           'get',
           'pods',
           '-l',
-          'app.kubernetes.io/name=streamroom,app.kubernetes.io/instance=basic',
+          'app.kubernetes.io/name=streamroom,app.kubernetes.io/instance=roll',
           '-o',
           'jsonpath={.items[*].spec.containers[0].image}',
         ]);
@@ -294,43 +377,158 @@ describe('rooms on a cluster with real containers', () => {
     record('rollout_health_probes', { ok, failed: failures.length });
     expect(failures).toEqual([]);
     expect(ok).toBeGreaterThan(20);
+    await kubectl(['delete', 'streamroom', 'roll', '--wait=false']);
   }, 360_000);
 
-  it('runs a room of 3 replicas as one room: video and chat cross pods', async () => {
-    await applyRoom('trio', { replicas: { min: 3, max: 3 }, expose: { type: 'NodePort' } });
-    await readyRoom('trio', '3/3');
-    expect(
-      await jsonpath('streamroom', 'trio', '{.status.conditions[?(@.type=="BackplaneReady")].status}'),
-    ).toBe('True');
-    const pods = (
-      await kubectl([
-        'get',
-        'pods',
-        '-l',
-        'app.kubernetes.io/name=streamroom,app.kubernetes.io/instance=trio',
-        '--field-selector=status.phase=Running',
-        '-o',
-        'jsonpath={.items[*].metadata.name}',
-      ])
-    )
-      .trim()
-      .split(' ');
+  it('runs a TURN room of 3 replicas as one room: relay to relay, the broadcaster\u2019s pod dies, 3 -> 1', async () => {
+    await applyRoom('trio', {
+      media: { network: 'TURN' },
+      replicas: { min: 3, max: 3 },
+      maxViewers: 200,
+      expose: { type: 'NodePort' },
+    });
+    const url = await readyRoom('trio', '3/3');
+    expect(await jsonpath('streamroom', 'trio', '{.status.media.network}')).toBe('TURN');
+    const pods = await roomPods('trio');
     expect(pods).toHaveLength(3);
-    const [a, b, c] = await Promise.all(pods.map((pod) => forward(`pod/${pod}`, 8080)));
+    const byPod = new Map(
+      await Promise.all(pods.map(async (p) => [p, await forward(`pod/${p}`, 8080)] as const)),
+    );
     const key = await secretValue('trio-keys', 'broadcasterKey');
-    const broadcaster = await openBroadcaster(browser, contexts, a as string, key);
-    const onB = await openRoomPage(browser, contexts, b as string, 'Bea on pod B');
-    const onC = await openRoomPage(browser, contexts, c as string, 'Cal on pod C');
+    // the broadcaster comes in through the Service, as users do; viewers are pinned to the other pods
+    const broadcaster = await openBroadcaster(browser, contexts, url, key);
+    const home = await eventually('the broadcaster\u2019s pod', async () => {
+      for (const [pod, u] of byPod) if ((await roleSockets(u, 'broadcaster')) === 1) return pod;
+      return undefined;
+    });
+    const [b, c] = pods.filter((p) => p !== home) as [string, string];
+    const onB = await openRoomPage(browser, contexts, byPod.get(b)!, 'Bea on pod B');
+    // C's only path is the TURN gateway (relay candidates only)
+    const onC = await openRelayOnlyPage(byPod.get(c)!, 'Cal on pod C, through TURN');
     await waitForFrames(onB, 0, 60_000);
     await waitForFrames(onC, 0, 60_000);
+    expect((await selectedPair(onC)).local.type).toBe('relay');
+    const [rttDirect, rttTurn] = [(await selectedPair(onB)).rttMs, (await selectedPair(onC)).rttMs];
+    record('rtt_direct_vs_turn_ms', { direct: rttDirect, turn: rttTurn, turnExtra: rttTurn - rttDirect });
     await onC.fill('#chat-input', 'from pod C');
     await onC.press('#chat-input', 'Enter');
-    for (const page of [broadcaster, onB] as Page[]) {
+    for (const page of [broadcaster, onB] as Page[])
       await page.locator('.msg-text', { hasText: 'from pod C' }).waitFor();
-    }
-    await onB.getByText('2 watching').waitFor();
-    await onC.screenshot({ path: path.join(ARTIFACTS, 'e2e-viewer-other-pod.png') });
-  }, 360_000);
+    await onC.screenshot({ path: path.join(ARTIFACTS, 'e2e-viewer-other-pod-turn.png') });
+
+    // 99 more viewers, 33 pinned to each pod, straight to the pods' relays
+    const swarm = new Swarm(SWARM, [nodeIp]);
+    swarms.push(swarm);
+    for (const u of byPod.values()) await swarm.addViewers(u, 33, { concurrency: 11 });
+    await eventually(
+      'every swarm viewer gets video',
+      async () => (await swarm.stats()).perViewer.filter((v) => v.firstVideoAt > 0).length >= 99,
+      90_000,
+      1000,
+    );
+    await swarm.reset();
+    await sleep(10_000);
+    const steady = await swarm.stats();
+    record('swarm_99_viewers_over_3_pods', {
+      connected: steady.connected,
+      lossPct: steady.aggregate.lossPct,
+    });
+    expect(steady.aggregate.lossPct).toBeLessThan(1);
+    await onB.getByText(/10[0-9] watching/).waitFor();
+
+    // the broadcaster's pod dies: the page reconnects through the Service to another pod and
+    // republishes; the viewers on the surviving pods get video again without a new connection
+    const framesB = await framesDecoded(onB);
+    const deletedAt = Date.now();
+    await kubectl(['delete', 'pod', home, '--wait=false']);
+    await waitForFrames(onB, framesB + 10, 60_000);
+    record('video_back_after_broadcaster_pod_deleted_ms', Date.now() - deletedAt);
+    const survivors = swarm.viewers.filter((v) => v.url !== byPod.get(home));
+    await swarm.reset();
+    await eventually(
+      'video back to every viewer on the surviving pods',
+      async () => {
+        const s = await swarm.stats();
+        const packets = new Map(s.perViewer.map((v) => [v.id, v.packets]));
+        return survivors.every((v) => (packets.get(v.peers.at(-1) ?? '') ?? 0) > 50);
+      },
+      60_000,
+      500,
+    );
+    record('video_back_to_all_survivors_ms', Date.now() - deletedAt);
+    await readyRoom('trio', '3/3');
+  }, 600_000);
+
+  it('scales a TURN room 3 -> 1 under viewers: each gets video back within seconds', async () => {
+    const url = await readyRoom('trio', '3/3');
+    const swarm = new Swarm(SWARM, [nodeIp]);
+    swarms.push(swarm);
+    await swarm.publish(url, await secretValue('trio-keys', 'broadcasterKey'));
+    // through the Service, as users come: spread over the three pods
+    const viewers = await swarm.addViewers(url, 30, { concurrency: 10 });
+    await eventually(
+      '30 viewers with video',
+      async () => (await swarm.stats()).perViewer.filter((v) => v.firstVideoAt > 0).length >= 30,
+      90_000,
+      1000,
+    );
+    const gaps = watchGaps(swarm, viewers);
+    await kubectl([
+      'patch',
+      'streamroom',
+      'trio',
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({ spec: { replicas: { min: 1, max: 1 } } }),
+    ]);
+    await readyRoom('trio', '1/1', 120_000);
+    await sleep(15_000);
+    const longest = await gaps.stop();
+    record('scale_3_to_1_longest_gap_ms', longest);
+    expect(longest).toBeLessThan(15_000);
+  }, 300_000);
+
+  it('adds a replica when viewers push the CPU over the target, and new viewers get video on it', async () => {
+    await applyRoom('busy', {
+      media: { network: 'TURN' },
+      replicas: { min: 1, max: 2 },
+      autoscaling: { targetCPUUtilizationPercentage: 50, scaleDownStabilizationWindowSeconds: 20 },
+      resources: { requests: { cpu: '100m', memory: '128Mi' } },
+      maxViewers: 500,
+      expose: { type: 'NodePort' },
+    });
+    const url = await readyRoom('busy', '1/1');
+    record('room_pod_memory_idle_mib', (await podMemoryMiB('busy'))[0]);
+    const key = await secretValue('busy-keys', 'broadcasterKey');
+    const swarm = new Swarm(SWARM, [nodeIp]);
+    swarms.push(swarm);
+    await swarm.publish(url, key);
+    const loadStartedAt = Date.now();
+    await swarm.addViewers(url, 60, { concurrency: 10 });
+    const scaledUpAt = await eventually(
+      'the HPA adds a replica',
+      async () =>
+        (await jsonpath('deployment', 'busy', '{.spec.replicas}')) === '2' ? Date.now() : undefined,
+      300_000,
+      2000,
+    );
+    record('hpa_scale_up_seconds_after_60_viewers', Math.round((scaledUpAt - loadStartedAt) / 1000));
+    record('room_pod_memory_60_viewers_mib', await podMemoryMiB('busy'));
+    await readyRoom('busy', '2/2', 120_000);
+    const [, second] = await roomPods('busy');
+    const onSecond = await openRoomPage(browser, contexts, await forward(`pod/${second}`, 8080), 'Newcomer');
+    await waitForFrames(onSecond, 0, 60_000);
+    await swarm.close();
+    const quietAt = Date.now();
+    await eventually(
+      'the HPA removes the replica',
+      async () => (await jsonpath('deployment', 'busy', '{.spec.replicas}')) === '1',
+      300_000,
+      2000,
+    );
+    record('hpa_scale_down_seconds_after_load', Math.round((Date.now() - quietAt) / 1000));
+  }, 900_000);
 
   it('deletes everything a room owned when the room is deleted', async () => {
     await kubectl(['delete', 'streamroom', '--all', '--wait=true', '--timeout=120s']);

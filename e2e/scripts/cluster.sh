@@ -30,6 +30,7 @@ read -r ROOM_IMAGE OPERATOR_IMAGE REDIS_IMAGE < <(
   source e2e/images/lib.sh && echo "$ROOM_IMAGE $OPERATOR_IMAGE $REDIS_IMAGE"
 )
 IMAGES=("$ROOM_IMAGE" "$OPERATOR_IMAGE" "$REDIS_IMAGE")
+TURN_NODE_PORT=31478
 
 kubeconfig_path() { if [[ "$MODE" == kind ]]; then echo "$STATE/kind.kubeconfig"; else echo "$STATE/kubeconfig"; fi; }
 
@@ -88,8 +89,13 @@ up() {
   kubectl apply --server-side --force-conflicts -f crds/ >&2
   # The local cluster's NodePorts answer on 127.0.0.1, and only there is http a secure page that a
   # broadcaster's browser lets use the camera: room URLs name it (kind: the node's own address).
-  local extra=()
+  local extra=() node_ip
   [[ "$MODE" != local ]] || extra=(--set nodeAddress=127.0.0.1)
+  # The TURN gateway (rooms on media.network TURN), reached by browsers on this machine at a NodePort
+  # of the node's address.
+  node_ip="$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+  extra+=(--set turn.enabled=true --set turn.service.type=NodePort --set turn.service.nodePort="$TURN_NODE_PORT"
+    --set "turn.urls={turn:$node_ip:$TURN_NODE_PORT}")
   helm upgrade --install "$RELEASE" charts/streamroom-operator -n "$RELEASE_NS" --create-namespace \
     "${extra[@]}" \
     --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \

@@ -5,6 +5,8 @@ import type { V1EnvVar } from '@kubernetes/client-node';
 import {
   backplaneFor,
   buildDeployment,
+  mediaPlan,
+  type BuildOptions,
   RELAY_TCP_PORT,
   RELAY_UDP_PORT,
   ROOM_CONTAINER_PORT,
@@ -19,6 +21,7 @@ const secrets: Record<string, Record<string, string>> = {
     broadcasterKey: 'b-key-0123456789abcdef',
     viewerKey: 'v-key-0123456789abcdef',
     redisUrl: 'redis://:pw@launch-redis:6379',
+    turnKey: 'room-key-from-the-operator',
   },
   turn: { password: 's3cret-turn' },
 };
@@ -31,11 +34,21 @@ function containerEnv(spec: StreamRoomSpec): Record<string, string> {
     metadata: { name: 'launch', namespace: 'events', uid: 'u' },
     spec,
   };
+  const options: BuildOptions = {
+    defaultImage: 'img:1',
+    media: {
+      defaultNetwork: 'HostPort',
+      port: 20007,
+      turn: { urls: ['turn:198.51.100.7:3478'], roomKey: 'k' },
+    },
+  };
   const resolved = resolveSpec(room, 'img:1');
-  const backplane = backplaneFor(resolved, { defaultImage: 'img:1' });
-  const container = buildDeployment(room, resolved, backplane).spec?.template.spec?.containers[0];
+  const backplane = backplaneFor(resolved, options);
+  const container = buildDeployment(room, resolved, backplane, mediaPlan(resolved, options)).spec?.template
+    .spec?.containers[0];
   const value = (e: V1EnvVar) => {
     const ref = e.valueFrom?.secretKeyRef;
+    if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') return '192.0.2.20'; // the node's address
     return ref ? secrets[ref.name ?? '']?.[ref.key] : e.value;
   };
   return Object.fromEntries((container?.env ?? []).map((e) => [e.name, value(e) ?? '']));
@@ -94,10 +107,19 @@ describe('operator to room server contract', () => {
   it('a public room with every default', () => {
     const config = loadConfig(containerEnv({}));
     expect(config).toMatchObject({ title: 'launch', viewerKey: undefined, maxViewers: 500, iceServers: [] });
-    // SFU: the relay listens on the ports the Deployment declares
+    // SFU on HostPort: the relay listens on the room's port and tells browsers the node's address
     expect(config.media).toMatchObject({
       mode: 'SFU',
-      relay: { udpPort: RELAY_UDP_PORT, tcpPort: RELAY_TCP_PORT, listenAddress: '0.0.0.0' },
+      relay: { udpPort: 20007, tcpPort: 20007, listenAddress: '0.0.0.0', announceAddresses: ['192.0.2.20'] },
+      turn: undefined,
+    });
+  });
+
+  it('a room reached through the TURN gateway', () => {
+    const config = loadConfig(containerEnv({ media: { network: 'TURN' } }));
+    expect(config.media).toMatchObject({
+      relay: { udpPort: RELAY_UDP_PORT, tcpPort: RELAY_TCP_PORT, announceAddresses: [] },
+      turn: { urls: ['turn:198.51.100.7:3478'], key: 'room-key-from-the-operator' },
     });
     expect(config.chat).toEqual({
       enabled: true,

@@ -1,5 +1,6 @@
 // Pure functions: a StreamRoom in, the Kubernetes objects it wants out. No I/O here.
 import type {
+  V1ContainerPort,
   KubernetesObject,
   V1Deployment,
   V1EnvVar,
@@ -10,7 +11,7 @@ import type {
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import { resolveSpec, type ResolvedSpec } from './defaults.js';
-import { API_VERSION, KIND, type StreamRoom } from './types.js';
+import { API_VERSION, KIND, type MediaNetwork, type StreamRoom } from './types.js';
 
 /** The one field manager the operator applies with. */
 export const FIELD_MANAGER = 'streamroom-operator';
@@ -33,6 +34,8 @@ export const VIEWER_KEY = 'viewerKey';
 export const REDIS_PASSWORD_KEY = 'redisPassword';
 /** The Redis URL (with its password) the room server connects to, in the keys Secret. */
 export const REDIS_URL_KEY = 'redisUrl';
+/** TURN rooms: the room's own key to mint visitors' TURN credentials with (derived from the gateway's secret). */
+export const TURN_KEY = 'turnKey';
 export const REDIS_PORT = 6379;
 /** Redis image for rooms' own backplanes when the operator is not told otherwise. */
 export const DEFAULT_REDIS_IMAGE = 'redis:7.4-alpine';
@@ -40,6 +43,14 @@ export const DEFAULT_REDIS_IMAGE = 'redis:7.4-alpine';
 export interface BuildOptions {
   /** Room image used when the StreamRoom does not name one. */
   defaultImage: string;
+  /** SFU rooms: the network when the room names none (--media-network), and what each network needs. */
+  media?: {
+    defaultNetwork: MediaNetwork;
+    /** HostPort: the port the controller gave this room. */
+    port?: number;
+    /** TURN: the gateway's URLs for browsers, and this room's key to mint credentials with. */
+    turn?: { urls: string[]; roomKey: string };
+  };
   /** Image of a room's own Redis (the backplane of a room that can run several replicas). */
   redisImage?: string;
   /** A Redis every multi-replica room shares (with a key prefix of its own) instead of running its own. */
@@ -56,6 +67,43 @@ export type Backplane = { mode: 'none' } | { mode: 'dedicated' } | { mode: 'shar
 export function backplaneFor(spec: ResolvedSpec, options: BuildOptions): Backplane {
   if (spec.replicas.max <= 1) return { mode: 'none' };
   return options.sharedRedisUrl ? { mode: 'shared', url: options.sharedRedisUrl } : { mode: 'dedicated' };
+}
+
+/**
+ * How an SFU room's relays are reached, with everything the room's pods need for it; PeerToPeer rooms
+ * have no relay.
+ */
+export type MediaPlan =
+  | { mode: 'PeerToPeer' }
+  | { mode: 'SFU'; network: 'HostPort'; port: number }
+  | { mode: 'SFU'; network: 'TURN'; turnUrls: string[]; turnRoomKey: string };
+
+/** A room the operator cannot build as it asks (reported in the room's conditions, with this reason). */
+export class PlanError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function mediaPlan(spec: ResolvedSpec, options: BuildOptions): MediaPlan {
+  if (spec.media.mode === 'PeerToPeer') return { mode: 'PeerToPeer' };
+  if (spec.media.network === 'TURN') {
+    const turn = options.media?.turn;
+    if (!turn) {
+      throw new PlanError(
+        'TURNNotConfigured',
+        'media.network is TURN but the operator has no TURN gateway (install the chart with turn.enabled, or use HostPort)',
+      );
+    }
+    return { mode: 'SFU', network: 'TURN', turnUrls: turn.urls, turnRoomKey: turn.roomKey };
+  }
+  const port = options.media?.port;
+  if (port === undefined)
+    throw new PlanError('NoMediaPort', "no media port is free in the operator's --media-port-range");
+  return { mode: 'SFU', network: 'HostPort', port };
 }
 
 export function redisName(roomName: string): string {
@@ -129,8 +177,46 @@ function secretEnv(name: string, secret: string, key: string, optional = false):
   return { name, valueFrom: { secretKeyRef: { name: secret, key, ...(optional ? { optional } : {}) } } };
 }
 
+/** The relay's settings: its ports and, with HostPort, the node's address it tells browsers. */
+function relayEnv(media: MediaPlan): V1EnvVar[] {
+  if (media.mode !== 'SFU') return [];
+  const [udp, tcp] =
+    media.network === 'HostPort' ? [media.port, media.port] : [RELAY_UDP_PORT, RELAY_TCP_PORT];
+  const env: V1EnvVar[] = [
+    { name: 'ROOM_RELAY_UDP_PORT', value: String(udp) },
+    { name: 'ROOM_RELAY_TCP_PORT', value: String(tcp) },
+  ];
+  if (media.network === 'HostPort') {
+    env.push({
+      name: 'ROOM_RELAY_ANNOUNCE_ADDRESSES',
+      valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } },
+    });
+  }
+  return env;
+}
+
+/** The relay's container ports; with HostPort they are also the node's ports. */
+function relayPorts(media: MediaPlan): V1ContainerPort[] {
+  if (media.mode !== 'SFU') return [];
+  if (media.network === 'HostPort') {
+    return [
+      { name: 'media-udp', containerPort: media.port, hostPort: media.port, protocol: 'UDP' },
+      { name: 'media-tcp', containerPort: media.port, hostPort: media.port, protocol: 'TCP' },
+    ];
+  }
+  return [
+    { name: 'media-udp', containerPort: RELAY_UDP_PORT, protocol: 'UDP' },
+    { name: 'media-tcp', containerPort: RELAY_TCP_PORT, protocol: 'TCP' },
+  ];
+}
+
 /** Environment of the room server container: the contract between operator and room image. */
-export function roomEnv(room: StreamRoom, spec: ResolvedSpec, backplane: Backplane): V1EnvVar[] {
+export function roomEnv(
+  room: StreamRoom,
+  spec: ResolvedSpec,
+  backplane: Backplane,
+  media: MediaPlan,
+): V1EnvVar[] {
   const secret = keysSecretName(room.metadata.name);
   const env: V1EnvVar[] = [
     { name: 'PORT', value: String(ROOM_CONTAINER_PORT) },
@@ -143,12 +229,7 @@ export function roomEnv(room: StreamRoom, spec: ResolvedSpec, backplane: Backpla
   env.push(
     { name: 'ROOM_MAX_VIEWERS', value: String(spec.maxViewers) },
     { name: 'ROOM_MEDIA_MODE', value: spec.media.mode },
-    ...(spec.media.mode === 'SFU'
-      ? [
-          { name: 'ROOM_RELAY_UDP_PORT', value: String(RELAY_UDP_PORT) },
-          { name: 'ROOM_RELAY_TCP_PORT', value: String(RELAY_TCP_PORT) },
-        ]
-      : []),
+    ...relayEnv(media),
     { name: 'CHAT_ENABLED', value: String(spec.chat.enabled) },
     { name: 'CHAT_HISTORY_SIZE', value: String(spec.chat.historySize) },
     { name: 'CHAT_MAX_MESSAGE_LENGTH', value: String(spec.chat.maxMessageLength) },
@@ -167,6 +248,12 @@ export function roomEnv(room: StreamRoom, spec: ResolvedSpec, backplane: Backpla
       );
     }
   });
+  if (media.mode === 'SFU' && media.network === 'TURN') {
+    env.push(
+      { name: 'ROOM_TURN_URLS', value: media.turnUrls.join(',') },
+      secretEnv('ROOM_TURN_KEY', secret, TURN_KEY),
+    );
+  }
   env.push({ name: 'SHUTDOWN_TIMEOUT_SECONDS', value: String(ROOM_SHUTDOWN_TIMEOUT_SECONDS) });
   if (backplane.mode !== 'none') {
     env.push(secretEnv('ROOM_REDIS_URL', secret, REDIS_URL_KEY), {
@@ -177,7 +264,12 @@ export function roomEnv(room: StreamRoom, spec: ResolvedSpec, backplane: Backpla
   return env;
 }
 
-export function buildDeployment(room: StreamRoom, spec: ResolvedSpec, backplane: Backplane): V1Deployment {
+export function buildDeployment(
+  room: StreamRoom,
+  spec: ResolvedSpec,
+  backplane: Backplane,
+  media: MediaPlan,
+): V1Deployment {
   const labels = roomLabels(room, spec.image);
   const deployment: V1Deployment = {
     apiVersion: 'apps/v1',
@@ -187,7 +279,15 @@ export function buildDeployment(room: StreamRoom, spec: ResolvedSpec, backplane:
       // Without suspend the HPA owns the replica count, so it is left out of what the operator applies.
       ...(spec.suspend ? { replicas: 0 } : {}),
       selector: { matchLabels: selectorLabels(room) },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      // A new pod normally starts before an old one stops. With HostPort a new pod needs the old one's
+      // port: on a node without a free one it waits, so one old pod may stop first (a brief gap).
+      strategy: {
+        type: 'RollingUpdate',
+        rollingUpdate: {
+          maxUnavailable: media.mode === 'SFU' && media.network === 'HostPort' ? 1 : 0,
+          maxSurge: 1,
+        },
+      },
       template: {
         metadata: { labels },
         spec: {
@@ -206,14 +306,9 @@ export function buildDeployment(room: StreamRoom, spec: ResolvedSpec, backplane:
               image: spec.image,
               ports: [
                 { name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' },
-                ...(spec.media.mode === 'SFU'
-                  ? [
-                      { name: 'media-udp', containerPort: RELAY_UDP_PORT, protocol: 'UDP' },
-                      { name: 'media-tcp', containerPort: RELAY_TCP_PORT, protocol: 'TCP' },
-                    ]
-                  : []),
+                ...relayPorts(media),
               ],
-              env: roomEnv(room, spec, backplane),
+              env: roomEnv(room, spec, backplane, media),
               resources: spec.resources,
               lifecycle: { preStop: { sleep: { seconds: ROOM_PRESTOP_SLEEP_SECONDS } } },
               readinessProbe: {
@@ -440,6 +535,7 @@ export function buildKeysSecret(
   backplane: Backplane,
   existing: V1Secret | undefined,
   generateKey: () => string,
+  media: MediaPlan,
 ): V1Secret {
   const data: Record<string, string> = {};
   const keep = (key: string) => {
@@ -455,6 +551,9 @@ export function buildKeysSecret(
     data[REDIS_URL_KEY] = Buffer.from(url).toString('base64');
   } else if (backplane.mode === 'shared') {
     data[REDIS_URL_KEY] = Buffer.from(backplane.url).toString('base64');
+  }
+  if (media.mode === 'SFU' && media.network === 'TURN') {
+    data[TURN_KEY] = Buffer.from(media.turnRoomKey).toString('base64');
   }
   return {
     apiVersion: 'v1',
@@ -479,6 +578,7 @@ export const CHILD_KINDS: readonly ChildKind[] = [
 export interface DesiredChildren {
   spec: ResolvedSpec;
   backplane: Backplane;
+  media: MediaPlan;
   /** Objects to apply, in order. */
   apply: KubernetesObject[];
   /** Children this room must not have (they are deleted when present). */
@@ -492,10 +592,13 @@ export function desiredChildren(
   existingSecret: V1Secret | undefined,
   generateKey: () => string,
 ): DesiredChildren {
-  const spec = resolveSpec(room, options.defaultImage);
+  const spec = resolveSpec(room, options.defaultImage, options.media?.defaultNetwork);
   const backplane = backplaneFor(spec, options);
+  const media = mediaPlan(spec, options);
   const name = room.metadata.name;
-  const apply: KubernetesObject[] = [buildKeysSecret(room, spec, backplane, existingSecret, generateKey)];
+  const apply: KubernetesObject[] = [
+    buildKeysSecret(room, spec, backplane, existingSecret, generateKey, media),
+  ];
   const absent: DesiredChildren['absent'] = [];
   if (backplane.mode === 'dedicated') {
     const image = options.redisImage ?? DEFAULT_REDIS_IMAGE;
@@ -503,10 +606,10 @@ export function desiredChildren(
   } else {
     absent.push({ kind: 'Deployment', name: redisName(name) }, { kind: 'Service', name: redisName(name) });
   }
-  apply.push(buildDeployment(room, spec, backplane), buildService(room, spec));
+  apply.push(buildDeployment(room, spec, backplane, media), buildService(room, spec));
   if (spec.suspend) absent.push({ kind: 'HorizontalPodAutoscaler', name });
   else apply.push(buildHpa(room, spec));
   if (spec.expose.type === 'Ingress') apply.push(buildIngress(room, spec));
   else absent.push({ kind: 'Ingress', name });
-  return { spec, backplane, apply, absent };
+  return { spec, backplane, media, apply, absent };
 }

@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_REDIS_IMAGE } from './builders.js';
 import type { LogLevel } from './log.js';
+import { parsePortRange, type PortRange } from './ports.js';
+import type { MediaNetwork } from './types.js';
 
 export interface OperatorConfig {
   /** Room image for StreamRooms that do not name one. */
@@ -25,6 +27,12 @@ export interface OperatorConfig {
   sharedRedisUrl?: string;
   /** Path of a kubeconfig; when empty the usual lookup ($KUBECONFIG, ~/.kube/config, in-cluster). */
   kubeconfig?: string;
+  /** How browsers reach SFU rooms' relays when a room names no media.network. */
+  mediaNetwork: MediaNetwork;
+  /** HostPort rooms get one port each from this range. */
+  mediaPortRange: PortRange;
+  /** The cluster's TURN gateway: its URLs for browsers, and the file holding its secret. */
+  turn?: { urls: string[]; secretFile: string };
 }
 
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
@@ -62,6 +70,22 @@ const FLAGS = {
   'health-address': {
     env: 'STREAMROOM_HEALTH_ADDRESS',
     help: 'host:port for /healthz, /readyz, /metrics (0.0.0.0:8081; empty: off)',
+  },
+  'media-network': {
+    env: 'STREAMROOM_MEDIA_NETWORK',
+    help: 'HostPort or TURN: how browsers reach SFU rooms that name no media.network (HostPort)',
+  },
+  'media-port-range': {
+    env: 'STREAMROOM_MEDIA_PORT_RANGE',
+    help: 'ports given to HostPort rooms, one each (20000-29999)',
+  },
+  'turn-urls': {
+    env: 'STREAMROOM_TURN_URLS',
+    help: 'comma-separated turn: URLs of the cluster TURN gateway, as browsers reach it',
+  },
+  'turn-secret-file': {
+    env: 'STREAMROOM_TURN_SECRET_FILE',
+    help: "file holding the TURN gateway's secret (rooms get keys derived from it)",
   },
   kubeconfig: {
     env: 'KUBECONFIG',
@@ -124,6 +148,21 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     }
   }
   const kubeconfig = get('kubeconfig');
+  const mediaNetwork = get('media-network') || 'HostPort';
+  if (mediaNetwork !== 'HostPort' && mediaNetwork !== 'TURN') {
+    throw new Error(`--media-network must be HostPort or TURN, got "${mediaNetwork}"`);
+  }
+  const turnUrls = (get('turn-urls') ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  for (const u of turnUrls) {
+    if (!/^turns?:[^\s]+$/.test(u)) throw new Error(`--turn-urls: "${u}" is not a turn: or turns: URL`);
+  }
+  const turnSecretFile = get('turn-secret-file');
+  if (!turnUrls.length !== !turnSecretFile) {
+    throw new Error('--turn-urls and --turn-secret-file go together (the TURN gateway and its secret)');
+  }
   return {
     defaultImage: get('default-image') || DEFAULT_ROOM_IMAGE,
     redisImage: get('redis-image') || DEFAULT_REDIS_IMAGE,
@@ -137,5 +176,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     healthAddress: get('health-address') ?? '0.0.0.0:8081',
     ...(nodeAddress ? { nodeAddress } : {}),
     ...(kubeconfig ? { kubeconfig } : {}),
+    mediaNetwork,
+    mediaPortRange: parsePortRange(get('media-port-range') ?? '20000-29999'),
+    ...(turnSecretFile ? { turn: { urls: turnUrls, secretFile: turnSecretFile } } : {}),
   };
 }

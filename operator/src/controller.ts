@@ -1,6 +1,7 @@
 // The level-triggered reconcile loop: informers keep caches of rooms and their children, every change
 // enqueues the room it concerns, and workers bring each room's children and status to what it wants.
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type {
   KubeConfig,
   KubernetesObject,
@@ -9,14 +10,20 @@ import type {
   V1Service,
 } from '@kubernetes/client-node';
 import {
+  backplaneFor,
   CHILD_KINDS,
+  PlanError,
   MANAGED_BY,
   MANAGED_BY_LABEL,
   desiredChildren,
   keysSecretName,
   redisName,
+  type BuildOptions,
   type ChildKind,
+  type MediaPlan,
 } from './builders.js';
+import { resolveSpec } from './defaults.js';
+import { choosePort, portHolders } from './ports.js';
 import type { OperatorConfig } from './config.js';
 import { APPLIED_HASH_ANNOTATION, drift, withHash } from './diff.js';
 import { ResilientInformer, type InformerHealth } from './informer.js';
@@ -186,6 +193,10 @@ export class Controller {
   private readonly lastWarning = new Map<string, string>();
   private started = false;
   private stopping = false;
+  /** HostPort rooms' ports this operator gave out, by room, until the rooms' statuses show them. */
+  private readonly portReservations = new Map<string, number>();
+  /** The TURN gateway's secret, from which each TURN room's own key is derived. */
+  private readonly turnSecret: Buffer | undefined;
 
   constructor(
     deps: ControllerDeps,
@@ -193,6 +204,12 @@ export class Controller {
     private readonly log: Logger,
   ) {
     this.kube = deps.api;
+    if (config.turn) {
+      this.turnSecret = readFileSync(config.turn.secretFile);
+      if (this.turnSecret.length < 32) {
+        throw new Error(`the TURN secret in ${config.turn.secretFile} must be at least 32 bytes`);
+      }
+    }
     this.rooms = deps.caches<StreamRoom>(ROOM);
     const selector = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
     this.children = Object.fromEntries(
@@ -214,6 +231,7 @@ export class Controller {
     this.rooms.on('delete', (room) => {
       this.lastWarning.delete(roomKey(room));
       this.recentWrites.delete(roomKey(room));
+      this.portReservations.delete(roomKey(room));
     });
     for (const kind of CHILD_KINDS) {
       const enqueueOwner = (obj: KubernetesObject) => {
@@ -311,6 +329,7 @@ export class Controller {
     const log = this.log;
     let spec;
     let backplane;
+    let media: MediaPlan | undefined;
     const observed: { Deployment?: V1Deployment; Service?: V1Service; redis?: V1Deployment } = {};
     try {
       // The keys are read from the API when the cache lacks the Secret (a cache may lag behind): keys
@@ -320,19 +339,19 @@ export class Controller {
         kind: 'Secret',
         metadata: { name: keysSecretName(name), namespace },
       };
+      const options: BuildOptions = {
+        defaultImage: this.config.defaultImage,
+        redisImage: this.config.redisImage,
+        ...(this.config.sharedRedisUrl ? { sharedRedisUrl: this.config.sharedRedisUrl } : {}),
+      };
+      spec = resolveSpec(room, options.defaultImage, this.config.mediaNetwork);
+      backplane = backplaneFor(spec, options).mode;
+      options.media = this.mediaInputs(room, spec);
       const existingSecret = (await this.ownedChild(room, 'Secret', secretRef)) as V1Secret | undefined;
-      const desired = desiredChildren(
-        room,
-        {
-          defaultImage: this.config.defaultImage,
-          redisImage: this.config.redisImage,
-          ...(this.config.sharedRedisUrl ? { sharedRedisUrl: this.config.sharedRedisUrl } : {}),
-        },
-        existingSecret,
-        () => randomBytes(24).toString('base64url'),
+      const desired = desiredChildren(room, options, existingSecret, () =>
+        randomBytes(24).toString('base64url'),
       );
-      spec = desired.spec;
-      backplane = desired.backplane.mode;
+      media = desired.media;
       // Check every name first, so that a room whose names are taken creates nothing at all.
       const actuals = [];
       for (const obj of desired.apply) {
@@ -374,6 +393,7 @@ export class Controller {
       await this.writeStatus(room, {
         spec,
         backplane,
+        media,
         ...observed,
         ...(nodeAddress ? { nodeAddress } : {}),
       });
@@ -386,7 +406,8 @@ export class Controller {
         log.info('conflict, retrying', { room: key, error: errorMessage(err) });
         throw err;
       }
-      const reason = err instanceof ReconcileError ? err.reason : 'ReconcileFailed';
+      const reason =
+        err instanceof ReconcileError || err instanceof PlanError ? err.reason : 'ReconcileFailed';
       const message = errorMessage(err);
       await this.record(room, 'Warning', reason, message, true);
       if (spec && backplane) {
@@ -408,6 +429,45 @@ export class Controller {
     if (!actual) return this.kube.create(target);
     const resourceVersion = actual.metadata?.resourceVersion;
     return this.kube.apply({ ...target, metadata: { ...target.metadata, resourceVersion } });
+  }
+
+  /** What an SFU room's network needs: a port of its own (HostPort), or its key for the TURN gateway. */
+  private mediaInputs(room: StreamRoom, spec: ReturnType<typeof resolveSpec>): BuildOptions['media'] {
+    const key = roomKey(room);
+    const inputs: NonNullable<BuildOptions['media']> = { defaultNetwork: this.config.mediaNetwork };
+    if (spec.media.mode !== 'SFU' || spec.media.network !== 'HostPort') {
+      this.portReservations.delete(key);
+    } else {
+      const port = this.mediaPort(room);
+      if (port !== undefined) inputs.port = port;
+    }
+    if (spec.media.network === 'TURN' && this.config.turn && this.turnSecret) {
+      inputs.turn = {
+        urls: this.config.turn.urls,
+        roomKey: createHmac('sha256', this.turnSecret).update(key).digest('base64url'),
+      };
+    }
+    return inputs;
+  }
+
+  /** The room's HostPort port: the one in its status while nobody else holds it, else a free one. */
+  private mediaPort(room: StreamRoom): number | undefined {
+    const key = roomKey(room);
+    const holders = portHolders(
+      this.rooms.list().map((r) => ({
+        key: roomKey(r),
+        port: r.status?.media?.network === 'HostPort' ? r.status.media.port : undefined,
+        created: r.metadata.creationTimestamp ? new Date(r.metadata.creationTimestamp).toISOString() : '',
+      })),
+    );
+    for (const [other, port] of this.portReservations) {
+      if (other !== key && !holders.has(port)) holders.set(port, other);
+    }
+    const current = this.portReservations.get(key) ?? room.status?.media?.port;
+    const port = choosePort(key, current, holders, this.config.mediaPortRange);
+    if (port === undefined) this.portReservations.delete(key);
+    else this.portReservations.set(key, port);
+    return port;
   }
 
   /** The child from the cache, or from the API when the cache lacks it; refuses one the room does not own. */
@@ -438,6 +498,7 @@ export class Controller {
     s: {
       spec: ObservedState['spec'];
       backplane: ObservedState['backplane'];
+      media?: MediaPlan;
       Deployment?: V1Deployment;
       Service?: V1Service;
       redis?: V1Deployment;
@@ -454,6 +515,14 @@ export class Controller {
       ...(s.Service ? { service: s.Service } : {}),
       ...(s.nodeAddress ? { nodeAddress: s.nodeAddress } : {}),
       ...(s.error ? { error: s.error } : {}),
+      ...(s.media?.mode === 'SFU'
+        ? {
+            media: {
+              network: s.media.network,
+              ...(s.media.network === 'HostPort' ? { port: s.media.port } : {}),
+            },
+          }
+        : {}),
       clusterDomain: this.config.clusterDomain,
       keysSecretName: keysSecretName(room.metadata.name),
       now: new Date(),

@@ -3,7 +3,7 @@
 // never see a missing field, whatever wrote the object.
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { parseQuantity } from './quantity.js';
-import type { ExposeType, IceServerSpec, MediaMode, StreamRoom } from './types.js';
+import type { ExposeType, IceServerSpec, MediaMode, MediaNetwork, StreamRoom } from './types.js';
 
 export interface ResolvedSpec {
   title: string;
@@ -21,7 +21,8 @@ export interface ResolvedSpec {
     tlsSecretName?: string;
   };
   chat: { enabled: boolean; historySize: number; maxMessageLength: number; messagesPerMinute: number };
-  media: { mode: MediaMode };
+  /** network: SFU rooms only. */
+  media: { mode: MediaMode; network?: MediaNetwork };
   maxViewers: number;
   iceServers: IceServerSpec[];
   suspend: boolean;
@@ -61,7 +62,12 @@ export function resolveResources(resources: V1ResourceRequirements | undefined):
   return { requests, limits: { memory: memoryLimit } };
 }
 
-export function resolveSpec(room: StreamRoom, defaultImage: string): ResolvedSpec {
+/** `defaultNetwork`: the operator's --media-network, for SFU rooms that name none. */
+export function resolveSpec(
+  room: StreamRoom,
+  defaultImage: string,
+  defaultNetwork: MediaNetwork = 'HostPort',
+): ResolvedSpec {
   const s = room.spec ?? {};
   const mode = s.media?.mode ?? DEFAULTS.media.mode;
   return {
@@ -91,7 +97,7 @@ export function resolveSpec(room: StreamRoom, defaultImage: string): ResolvedSpe
       maxMessageLength: s.chat?.maxMessageLength ?? DEFAULTS.chat.maxMessageLength,
       messagesPerMinute: s.chat?.messagesPerMinute ?? DEFAULTS.chat.messagesPerMinute,
     },
-    media: { mode },
+    media: mode === 'SFU' ? { mode, network: s.media?.network ?? defaultNetwork } : { mode },
     maxViewers: s.maxViewers ?? DEFAULTS.maxViewers[mode],
     iceServers: s.iceServers ?? [],
     suspend: s.suspend ?? DEFAULTS.suspend,

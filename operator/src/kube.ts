@@ -52,6 +52,7 @@ const CLEARED_STATUS: Record<keyof Required<StreamRoomStatus>, null> = {
   ready: null,
   observedGeneration: null,
   conditions: null,
+  media: null,
 };
 
 function withoutUndefined<T extends object>(o: T): Partial<T> {

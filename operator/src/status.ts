@@ -2,7 +2,7 @@
 import type { V1Condition, V1Deployment, V1Service } from '@kubernetes/client-node';
 import type { Backplane } from './builders.js';
 import type { ResolvedSpec } from './defaults.js';
-import type { Phase, StreamRoom, StreamRoomStatus } from './types.js';
+import type { MediaNetwork, Phase, StreamRoom, StreamRoomStatus } from './types.js';
 
 export interface ObservedState {
   room: StreamRoom;
@@ -17,6 +17,8 @@ export interface ObservedState {
   nodeAddress?: string;
   /** DNS suffix of the cluster, for ClusterIP URLs. */
   clusterDomain: string;
+  /** SFU rooms: how browsers reach the relays, and the HostPort room's port. */
+  media?: { network: MediaNetwork; port?: number };
   /** Set when the last reconcile failed: a CamelCase reason and a human message. */
   error?: { reason: string; message: string };
   keysSecretName: string;
@@ -78,7 +80,12 @@ function assess(
   backplane: Cond,
 ): Assessment {
   const d = s.deployment;
-  const counts = `${ready} of ${desired} replicas ready`;
+  // HostPort rooms: every replica binds the same port of its node, so replicas need a node each.
+  const hostPortNote =
+    s.media?.network === 'HostPort' && desired > 1 && ready < desired
+      ? ` In HostPort mode each replica needs a node of its own (the room's media port ${s.media.port} is the same on every replica); replicas beyond the free nodes stay Pending: add nodes, lower replicas.max, or use media.network TURN.`
+      : '';
+  const counts = `${ready} of ${desired} replicas ready${hostPortNote ? '.' + hostPortNote : ''}`;
   if (s.error) {
     const { reason, message } = s.error;
     return {
@@ -247,6 +254,7 @@ export function computeStatus(s: ObservedState): StreamRoomStatus {
     ready: `${ready}/${desired}`,
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     conditions: mergeConditions(s.room.status?.conditions, all, generation, s.now),
+    ...(s.media ? { media: s.media } : {}),
   };
 }
 

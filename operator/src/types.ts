@@ -13,6 +13,12 @@ export type ExposeType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'Ingress';
 /** SFU: through the room pod's media relay; PeerToPeer: from the broadcaster's browser to each viewer. */
 export type MediaMode = 'SFU' | 'PeerToPeer';
 
+/**
+ * How browsers reach the relay of each pod of an SFU room: the node's address and a port the operator
+ * gave the room (HostPort), or the cluster's TURN gateway, which reaches pods on their pod IPs (TURN).
+ */
+export type MediaNetwork = 'HostPort' | 'TURN';
+
 export interface IceServerSpec {
   urls: string[];
   username?: string;
@@ -35,7 +41,7 @@ export interface StreamRoomSpec {
     tlsSecretName?: string;
   };
   chat?: { enabled?: boolean; historySize?: number; maxMessageLength?: number; messagesPerMinute?: number };
-  media?: { mode?: MediaMode };
+  media?: { mode?: MediaMode; network?: MediaNetwork };
   maxViewers?: number;
   iceServers?: IceServerSpec[];
   suspend?: boolean;
@@ -52,6 +58,8 @@ export interface StreamRoomStatus {
   ready?: string;
   observedGeneration?: number;
   conditions?: V1Condition[];
+  /** SFU rooms: how browsers reach the relays, and (HostPort) the port the operator gave the room. */
+  media?: { network: MediaNetwork; port?: number };
 }
 
 export interface StreamRoom {

@@ -2,6 +2,9 @@ import { describe, expect, it } from '@jest/globals';
 import type { V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import {
   buildDeployment,
+  mediaPlan,
+  PlanError,
+  type MediaPlan,
   buildHpa,
   buildIngress,
   buildKeysSecret,
@@ -14,7 +17,9 @@ import { resolveSpec } from '../src/defaults.js';
 import { room } from './fixtures.js';
 
 const IMAGE = 'registry.example/streamroom/room:1.2.3';
-const opts = { defaultImage: IMAGE };
+/** An SFU room on the HostPort network, port 20000 (the controller allocates it). */
+const MEDIA = { mode: 'SFU', network: 'HostPort', port: 20000 } as const;
+const opts = { defaultImage: IMAGE, media: { defaultNetwork: 'HostPort' as const, port: 20000 } };
 const NONE = { mode: 'none' } as const;
 let n = 0;
 const key = () => `generated-key-${++n}`;
@@ -22,7 +27,7 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('buildDeployment', () => {
   const r = room({ title: 'Launch party' });
-  const d = buildDeployment(r, resolveSpec(r, IMAGE), NONE);
+  const d = buildDeployment(r, resolveSpec(r, IMAGE), NONE, MEDIA);
   const pod = d.spec?.template.spec;
   const container = pod?.containers[0];
 
@@ -30,7 +35,8 @@ describe('buildDeployment', () => {
     expect(container?.image).toBe(IMAGE);
     const pinned = room({ image: 'example/room:9' });
     expect(
-      buildDeployment(pinned, resolveSpec(pinned, IMAGE), NONE).spec?.template.spec?.containers[0]?.image,
+      buildDeployment(pinned, resolveSpec(pinned, IMAGE), NONE, MEDIA).spec?.template.spec?.containers[0]
+        ?.image,
     ).toBe('example/room:9');
   });
 
@@ -65,7 +71,7 @@ describe('buildDeployment', () => {
     });
     expect(env.find((e) => e.name === 'ROOM_VIEWER_KEY')).toBeUndefined();
     const priv = room({ private: true });
-    const privEnv = roomEnv(priv, resolveSpec(priv, IMAGE), NONE);
+    const privEnv = roomEnv(priv, resolveSpec(priv, IMAGE), NONE, MEDIA);
     expect(privEnv.find((e) => e.name === 'ROOM_VIEWER_KEY')?.valueFrom?.secretKeyRef).toEqual({
       name: 'demo-keys',
       key: 'viewerKey',
@@ -83,8 +89,8 @@ describe('buildDeployment', () => {
       ROOM_TITLE: 'Launch party',
       ROOM_MAX_VIEWERS: '500',
       ROOM_MEDIA_MODE: 'SFU',
-      ROOM_RELAY_UDP_PORT: '7882',
-      ROOM_RELAY_TCP_PORT: '7881',
+      ROOM_RELAY_UDP_PORT: '20000',
+      ROOM_RELAY_TCP_PORT: '20000',
       CHAT_ENABLED: 'true',
       CHAT_HISTORY_SIZE: '50',
       CHAT_MAX_MESSAGE_LENGTH: '500',
@@ -93,19 +99,58 @@ describe('buildDeployment', () => {
     });
   });
 
-  it("opens the relay's media ports in SFU rooms only, and defaults maxViewers by media mode", () => {
+  it("opens the relay's media port on the node (HostPort), and tells the relay the node's address", () => {
     expect(container?.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'media-udp', containerPort: 20000, hostPort: 20000, protocol: 'UDP' },
+      { name: 'media-tcp', containerPort: 20000, hostPort: 20000, protocol: 'TCP' },
+    ]);
+    expect(container?.env?.find((e) => e.name === 'ROOM_RELAY_ANNOUNCE_ADDRESSES')).toEqual({
+      name: 'ROOM_RELAY_ANNOUNCE_ADDRESSES',
+      valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } },
+    });
+  });
+
+  it('reaches a TURN room through the gateway: pod ports only, the URLs and the room key from its Secret', () => {
+    const r2 = room({ media: { network: 'TURN' } });
+    const turn: MediaPlan = {
+      mode: 'SFU',
+      network: 'TURN',
+      turnUrls: ['turn:198.51.100.7:3478'],
+      turnRoomKey: 'rk',
+    };
+    const c = buildDeployment(r2, resolveSpec(r2, IMAGE), NONE, turn).spec?.template.spec?.containers[0];
+    expect(c?.ports).toEqual([
       { name: 'http', containerPort: 8080, protocol: 'TCP' },
       { name: 'media-udp', containerPort: 7882, protocol: 'UDP' },
       { name: 'media-tcp', containerPort: 7881, protocol: 'TCP' },
     ]);
+    const env = Object.fromEntries(
+      (c?.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.secretKeyRef?.key]),
+    );
+    expect(env).toMatchObject({ ROOM_TURN_URLS: 'turn:198.51.100.7:3478', ROOM_TURN_KEY: 'turnKey' });
+    expect(env).not.toHaveProperty('ROOM_RELAY_ANNOUNCE_ADDRESSES');
+    const secret = buildKeysSecret(r2, resolveSpec(r2, IMAGE), NONE, undefined, key, turn);
+    expect(Buffer.from(secret.data?.turnKey ?? '', 'base64').toString()).toBe('rk');
+  });
+
+  it('opens no media port in a PeerToPeer room, and defaults maxViewers by media mode', () => {
     const p2p = room({ media: { mode: 'PeerToPeer' } });
     const p2pSpec = resolveSpec(p2p, 'img:1');
-    const p2pContainer = buildDeployment(p2p, p2pSpec, { mode: 'none' }).spec?.template.spec?.containers[0];
+    const p2pContainer = buildDeployment(p2p, p2pSpec, NONE, { mode: 'PeerToPeer' }).spec?.template.spec
+      ?.containers[0];
     expect(p2pContainer?.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
     const p2pEnv = Object.fromEntries((p2pContainer?.env ?? []).map((e) => [e.name, e.value]));
     expect(p2pEnv).toMatchObject({ ROOM_MEDIA_MODE: 'PeerToPeer', ROOM_MAX_VIEWERS: '20' });
     expect(p2pEnv).not.toHaveProperty('ROOM_RELAY_UDP_PORT');
+  });
+
+  it('says why it cannot plan a room: no port left, no TURN gateway', () => {
+    const sfu = resolveSpec(room(), IMAGE);
+    expect(() => mediaPlan(sfu, { defaultImage: IMAGE })).toThrow(/no media port is free/);
+    const viaTurn = resolveSpec(room({ media: { network: 'TURN' } }), IMAGE);
+    expect(() => mediaPlan(viaTurn, { defaultImage: IMAGE })).toThrow(PlanError);
+    expect(resolveSpec(room(), IMAGE, 'TURN').media).toEqual({ mode: 'SFU', network: 'TURN' });
   });
 
   it('hands TURN credentials over by Secret reference, not by value', () => {
@@ -119,7 +164,7 @@ describe('buildDeployment', () => {
         },
       ],
     });
-    const env = roomEnv(r2, resolveSpec(r2, IMAGE), NONE);
+    const env = roomEnv(r2, resolveSpec(r2, IMAGE), NONE, MEDIA);
     expect(JSON.parse(env.find((e) => e.name === 'ICE_SERVERS')?.value ?? '')).toEqual([
       { urls: ['stun:stun.example.org:3478'] },
       { urls: ['turn:turn.example.org:3478'], username: 'u' },
@@ -158,7 +203,7 @@ describe('buildDeployment', () => {
   it('leaves the replica count to the HPA, and sets zero when suspended', () => {
     expect(d.spec && 'replicas' in d.spec).toBe(false);
     const s = room({ suspend: true });
-    expect(buildDeployment(s, resolveSpec(s, IMAGE), NONE).spec?.replicas).toBe(0);
+    expect(buildDeployment(s, resolveSpec(s, IMAGE), NONE, MEDIA).spec?.replicas).toBe(0);
   });
 
   it('runs as non-root on a read-only root filesystem', () => {
@@ -262,10 +307,10 @@ describe('buildKeysSecret', () => {
   it('generates a broadcaster key, and a viewer key for a private room', () => {
     const pub = room();
     expect(
-      Object.keys(buildKeysSecret(pub, resolveSpec(pub, IMAGE), NONE, undefined, key).data ?? {}),
+      Object.keys(buildKeysSecret(pub, resolveSpec(pub, IMAGE), NONE, undefined, key, MEDIA).data ?? {}),
     ).toEqual(['broadcasterKey']);
     const priv = room({ private: true });
-    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), NONE, undefined, key);
+    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), NONE, undefined, key, MEDIA);
     expect(Object.keys(s.data ?? {}).sort()).toEqual(['broadcasterKey', 'viewerKey']);
     expect(s.data?.broadcasterKey).not.toBe(s.data?.viewerKey);
     expect(s.metadata?.name).toBe('demo-keys');
@@ -274,12 +319,12 @@ describe('buildKeysSecret', () => {
   it('never rotates an existing key', () => {
     const existing: V1Secret = { data: { broadcasterKey: b64('keep-me') } };
     const priv = room({ private: true });
-    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), NONE, existing, key);
+    const s = buildKeysSecret(priv, resolveSpec(priv, IMAGE), NONE, existing, key, MEDIA);
     expect(s.data?.broadcasterKey).toBe(b64('keep-me'));
     expect(s.data?.viewerKey).toMatch(/.+/);
     // Made public again, the room keeps its viewer key so that going private later restores old links.
     const pub = room();
-    const again = buildKeysSecret(pub, resolveSpec(pub, IMAGE), NONE, s, key);
+    const again = buildKeysSecret(pub, resolveSpec(pub, IMAGE), NONE, s, key, MEDIA);
     expect(again.data).toEqual(s.data);
   });
 });

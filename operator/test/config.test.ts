@@ -13,6 +13,29 @@ describe('loadConfig', () => {
       watchIdleTimeoutSeconds: 300,
       clusterDomain: 'cluster.local',
       healthAddress: '0.0.0.0:8081',
+      mediaNetwork: 'HostPort',
+      mediaPortRange: { from: 20000, to: 29999 },
+    });
+  });
+
+  it('takes the media network, the port range and the TURN gateway', () => {
+    expect(
+      loadConfig(
+        [
+          '--media-network=TURN',
+          '--media-port-range=7000-7999',
+          '--turn-urls=turn:203.0.113.5:3478?transport=udp, turns:turn.example.com:5349',
+          '--turn-secret-file=/etc/turn/secret',
+        ],
+        {},
+      ),
+    ).toMatchObject({
+      mediaNetwork: 'TURN',
+      mediaPortRange: { from: 7000, to: 7999 },
+      turn: {
+        urls: ['turn:203.0.113.5:3478?transport=udp', 'turns:turn.example.com:5349'],
+        secretFile: '/etc/turn/secret',
+      },
     });
   });
 
@@ -44,6 +67,14 @@ describe('loadConfig', () => {
       /--shared-redis-url must be a redis:\/\/ or rediss:\/\/ URL/,
     ],
     [['--shared-redis-url', 'not a url'], /--shared-redis-url/],
+    [['--media-network', 'Direct'], /--media-network must be HostPort or TURN/],
+    [['--media-port-range', '80-90'], /--media-port-range must look like 20000-29999/],
+    [['--media-port-range', '30000-20000'], /--media-port-range/],
+    [['--turn-urls', 'turn:a:3478'], /--turn-urls and --turn-secret-file go together/],
+    [
+      ['--turn-urls', 'stun:a:3478', '--turn-secret-file', '/s'],
+      /"stun:a:3478" is not a turn: or turns: URL/,
+    ],
   ])('rejects %j with a clear message', (argv, message) => {
     expect(() => loadConfig(argv, {})).toThrow(message);
   });

@@ -2,7 +2,7 @@
 // behind the API server. Runs in milliseconds; the same controller runs against a real API server in
 // e2e/test/.
 import { beforeEach, describe, expect, it } from '@jest/globals';
-import type { V1Secret } from '@kubernetes/client-node';
+import type { V1Deployment, V1Secret } from '@kubernetes/client-node';
 import { Controller } from '../src/controller.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -141,5 +141,44 @@ describe('caches that are not synced', () => {
     await controller.stop();
     await reconcile;
     expect(api.writes).toMatchObject({ create: 0, apply: 0, status: 0 });
+  });
+});
+
+describe('media networks', () => {
+  const deploymentOf = (name: string) => api.get<V1Deployment>('Deployment', NS, name);
+
+  it('gives HostPort rooms ports of their own and records them in status', async () => {
+    for (const name of ['one', 'two']) {
+      caches.of('StreamRoom').set(room(name, { replicas: { max: 1 } }));
+      await controller.reconcile(`${NS}/${name}`);
+    }
+    const ports = ['one', 'two'].map((n) => api.get<StreamRoom>('StreamRoom', NS, n)?.status?.media?.port);
+    expect(ports).toEqual([20000, 20001]);
+    expect(deploymentOf('two')?.spec?.template.spec?.containers[0]?.ports?.map((p) => p.hostPort)).toEqual([
+      undefined,
+      20001,
+      20001,
+    ]);
+    // once the statuses are seen, a reconcile keeps each room on its port
+    caches.catchUp(api);
+    await controller.reconcile(`${NS}/one`);
+    expect(api.get<StreamRoom>('StreamRoom', NS, 'one')?.status?.media).toEqual({
+      network: 'HostPort',
+      port: 20000,
+    });
+  });
+
+  it('refuses a TURN room when the operator has no TURN gateway: a clear condition and no pod', async () => {
+    caches.of('StreamRoom').set(room('relayed', { media: { network: 'TURN' } }));
+    await expect(controller.reconcile(`${NS}/relayed`)).rejects.toThrow(/no TURN gateway/);
+    expect(deploymentOf('relayed')).toBeUndefined();
+    const status = api.get<StreamRoom>('StreamRoom', NS, 'relayed')?.status;
+    expect(status?.phase).toBe('Failed');
+    expect(status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      reason: 'TURNNotConfigured',
+    });
+    expect(api.events).toContainEqual(
+      expect.objectContaining({ type: 'Warning', reason: 'TURNNotConfigured' }),
+    );
   });
 });

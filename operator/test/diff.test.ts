@@ -56,7 +56,9 @@ describe('contains', () => {
 
 describe('needsApply', () => {
   const r = room({});
-  const desired = withHash(buildDeployment(r, resolveSpec(r, 'img:1'), { mode: 'none' }));
+  const desired = withHash(
+    buildDeployment(r, resolveSpec(r, 'img:1'), { mode: 'none' }, { mode: 'PeerToPeer' }),
+  );
 
   it('is true when the child does not exist', () => {
     expect(needsApply(desired, undefined)).toBe(true);
@@ -81,7 +83,9 @@ describe('needsApply', () => {
 
   it('is true when the configuration changed, even if only by a removed field', () => {
     const suspended = room({ suspend: true });
-    const before = withHash(buildDeployment(suspended, resolveSpec(suspended, 'img:1'), { mode: 'none' }));
+    const before = withHash(
+      buildDeployment(suspended, resolveSpec(suspended, 'img:1'), { mode: 'none' }, { mode: 'PeerToPeer' }),
+    );
     // Unsuspending removes spec.replicas from the applied configuration: only the hash shows it.
     const stored = structuredClone(before);
     expect(needsApply(desired, stored)).toBe(true);

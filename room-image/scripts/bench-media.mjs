@@ -94,7 +94,7 @@ async function sfuRow(n) {
   try {
     const idle = await server.media.relay.stats();
     await swarm.publish(server.url, KEY);
-    const viewers = await swarm.addViewers(server.url, n, 50);
+    const viewers = await swarm.addViewers(server.url, n, { concurrency: 50 });
     const all = await until(
       async () => (await swarm.stats()).perViewer.filter((v) => v.firstVideoAt > 0).length >= n,
       60_000,
@@ -170,7 +170,7 @@ async function p2pRows() {
     for (const n of P2P_VIEWERS) {
       const swarm = new Swarm(SWARM);
       try {
-        const viewers = await swarm.addViewers(server.url, n, 10);
+        const viewers = await swarm.addViewers(server.url, n, { concurrency: 10 });
         const all = await until(
           async () => (await swarm.stats()).perViewer.filter((v) => v.firstVideoAt > 0).length >= n,
           30_000,

@@ -113,16 +113,26 @@ export async function openBroadcaster(
   return page;
 }
 
-/** The address and port of the page's end of its selected ICE candidate pair. */
-export async function selectedLocalCandidate(page: Page): Promise<{ ip: string; port: number }> {
+export interface CandidatePair {
+  local: { ip: string; port: number; type: string };
+  remote: { ip: string; port: number; type: string };
+  /** The pair's current round-trip time, ms. */
+  rttMs: number;
+}
+
+/** The viewer page's selected ICE candidate pair: where its media goes and comes from. */
+export async function selectedPair(page: Page): Promise<CandidatePair> {
   return page.evaluate(async () => {
     type Stat = {
       type: string;
       id: string;
       selectedCandidatePairId?: string;
       localCandidateId?: string;
+      remoteCandidateId?: string;
       address?: string;
       port?: number;
+      candidateType?: string;
+      currentRoundTripTime?: number;
     };
     type Handle = { pc(): { getStats(): Promise<{ forEach(cb: (r: Stat) => void): void }> } | null };
     const pc = (globalThis as unknown as { __streamroom: Handle }).__streamroom.pc();
@@ -130,8 +140,15 @@ export async function selectedLocalCandidate(page: Page): Promise<{ ip: string; 
     (await pc!.getStats()).forEach((r) => all.push(r));
     const pairId = all.find((r) => r.type === 'transport')?.selectedCandidatePairId;
     const pair = all.find((r) => r.id === pairId);
-    const local = all.find((r) => r.id === pair?.localCandidateId);
-    return { ip: local?.address ?? '', port: local?.port ?? 0 };
+    const end = (id: string | undefined) => {
+      const c = all.find((r) => r.id === id);
+      return { ip: c?.address ?? '', port: c?.port ?? 0, type: c?.candidateType ?? '' };
+    };
+    return {
+      local: end(pair?.localCandidateId),
+      remote: end(pair?.remoteCandidateId),
+      rttMs: (pair?.currentRoundTripTime ?? NaN) * 1000,
+    };
   });
 }
 
@@ -141,7 +158,7 @@ export async function selectedLocalCandidate(page: Page): Promise<{ ip: string; 
  * (Chromium's own network emulation does not touch WebRTC's UDP.)
  */
 export async function throttle(page: Page, packetsPerSecond: number): Promise<() => void> {
-  const { ip, port } = await selectedLocalCandidate(page);
+  const { ip, port } = (await selectedPair(page)).local;
   if (!ip || !port) throw new Error('the page has no selected candidate pair');
   const match = ['-p', 'udp', '-d', ip, '--dport', String(port)];
   const limit = [

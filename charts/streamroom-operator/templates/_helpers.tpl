@@ -89,3 +89,19 @@ The rules the operator needs in each namespace it watches, read from operator/sr
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/* The TURN gateway's name, and the Secret holding its secret. */}}
+{{- define "streamroom-operator.turnName" -}}
+{{- printf "%s-turn" (include "streamroom-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "streamroom-operator.turnSecretName" -}}
+{{- default (include "streamroom-operator.turnName" .) .Values.turn.existingSecret }}
+{{- end }}
+
+{{/* The gateway's pods: a name of their own, so that no selector of the operator's matches them. */}}
+{{- define "streamroom-operator.turnSelectorLabels" -}}
+app.kubernetes.io/name: streamroom-turn
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: turn
+{{- end }}

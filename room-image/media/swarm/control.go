@@ -17,6 +17,11 @@ type params struct {
 	Candidate *webrtc.ICECandidateInit `json:"candidate"`
 	Bitrate   int                      `json:"bitrate"`
 	FPS       int                      `json:"fps"`
+
+	// ICEServers and RelayOnly configure a publisher's or viewer's ICE like a browser's
+	// RTCConfiguration iceServers and iceTransportPolicy "relay".
+	ICEServers []iceServer `json:"iceServers"`
+	RelayOnly  bool        `json:"relayOnly"`
 }
 
 // peerID is the peer a request names: "peer", or "id" for view and close.
@@ -107,12 +112,16 @@ func (s *Swarm) publish(prm params) (any, func(), error) {
 	if bitrate < 50_000 || bitrate > 200_000_000 || fps < 1 || fps > 120 {
 		return nil, nil, control.Errorf(control.CodeBadRequest, "bitrate must be 50k..200M bits/s and fps 1..120")
 	}
+	ice, err := prm.configuration()
+	if err != nil {
+		return nil, nil, err
+	}
 	s.mu.Lock()
 	s.publishers++
 	id := fmt.Sprintf("pub-%d", s.publishers)
 	s.mu.Unlock()
 
-	p, err := s.newPeer(id, s.publisherAPI)
+	p, err := s.newPeer(id, s.publisherAPI, ice)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,7 +176,11 @@ func (s *Swarm) view(prm params) (any, func(), error) {
 	if id == "" {
 		return nil, nil, control.Errorf(control.CodeBadRequest, "missing params.id")
 	}
-	p, err := s.newPeer(id, s.viewerAPI)
+	ice, err := prm.configuration()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := s.newPeer(id, s.viewerAPI, ice)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/rtcerr"
 
 	"streamroom.dev/media/internal/control"
 	"streamroom.dev/media/internal/pionlog"
@@ -191,10 +192,17 @@ func (s *Swarm) goTracked(f func()) bool {
 	return true
 }
 
-func (s *Swarm) newPeer(id string, api *webrtc.API) (*peer, error) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+func (s *Swarm) newPeer(id string, api *webrtc.API, cfg webrtc.Configuration) (*peer, error) {
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
+		var invalid *rtcerr.InvalidAccessError
+		if errors.As(err, &invalid) {
+			return nil, control.Errorf(control.CodeBadRequest, "iceServers: %v", err)
+		}
 		return nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	if len(cfg.ICEServers) > 0 {
+		s.log.Debug("peer with ICE servers", "peer", id, "ice", describeICE(cfg))
 	}
 	p := &peer{id: id, pc: pc}
 	p.candidates = signaling.NewCandidates(pc, func(c webrtc.ICECandidateInit) {

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
-import type { ClientToServerEvents, ServerToClientEvents, SignalData } from '../protocol.js';
+import type { ClientToServerEvents, IceServer, ServerToClientEvents, SignalData } from '../protocol.js';
 import { ChildRpc } from '../server/child-rpc.js';
 
 type RoomSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -43,6 +43,8 @@ export interface SwarmStats {
 
 /** One swarm viewer: its socket, and when it joined (socket connected, before the welcome). */
 export interface SwarmViewer {
+  /** The room server it joined. */
+  url: string;
   socket: RoomSocket;
   joinedAt: number;
   /** The swarm peer ids it had, oldest first (a new offer makes a new one). */
@@ -127,6 +129,11 @@ export class Swarm {
           void this.request('candidate', { peer, candidate: m.data.candidate });
       });
       s.on('media:republish', () => void offer(s));
+      // reconnected (its replica went away): publish again, as a page does
+      let welcomes = 0;
+      s.on('welcome', () => {
+        if (welcomes++ > 0) void offer(s);
+      });
     });
     await offer(socket);
     return socket;
@@ -136,35 +143,42 @@ export class Swarm {
    * `n` viewers, `concurrency` joining at a time. Each answers whatever offer reaches it (from the
    * relay in an SFU room, from the broadcaster in a PeerToPeer one), on a new swarm peer per offer.
    */
-  async addViewers(url: string, n: number, concurrency = 20): Promise<SwarmViewer[]> {
+  async addViewers(
+    url: string,
+    n: number,
+    { concurrency = 20, relayOnly = false }: { concurrency?: number; relayOnly?: boolean } = {},
+  ): Promise<SwarmViewer[]> {
     const added: SwarmViewer[] = [];
     const one = async (): Promise<void> => {
-      const viewer: SwarmViewer = {
-        socket: undefined as unknown as RoomSocket,
-        joinedAt: Date.now(),
-        peers: [],
-      };
+      const joinedAt = Date.now();
+      const peers: string[] = [];
       let current: { pc: string; peer: string } | undefined;
-      viewer.socket = await this.connect(url, { role: 'viewer' }, (socket) =>
-        socket.on('signal', (s) => {
-          if (s.data.type === 'offer') {
-            const peer = `${socket.id}/${s.pc}`;
-            if (current) void this.request('close', { id: current.peer }).catch(() => undefined);
-            current = { pc: s.pc, peer };
-            viewer.peers.push(peer);
-            const pc = s.pc;
-            this.routes.set(peer, (data) => socket.emit('signal', { pc, data }));
-            void this.request<{ sdp: string }>('view', { id: peer, sdp: s.data.sdp }).then(
-              (a) => socket.emit('signal', { pc, data: { type: 'answer', sdp: a.sdp } }),
-              () => undefined,
-            );
-          } else if (s.data.type === 'candidate' && current?.pc === s.pc) {
-            void this.request('candidate', { peer: current.peer, candidate: s.data.candidate }).catch(
-              () => undefined,
-            );
-          }
-        }),
+      // relayOnly: the viewer's only candidates go through the TURN server the room's welcome names
+      let iceServers: IceServer[] = [];
+      const socket = await this.connect(url, { role: 'viewer' }, (client) =>
+        client
+          .on('welcome', (w) => (iceServers = w.iceServers))
+          .on('signal', (s) => {
+            if (s.data.type === 'offer') {
+              const peer = `${client.id}/${s.pc}`;
+              if (current) void this.request('close', { id: current.peer }).catch(() => undefined);
+              current = { pc: s.pc, peer };
+              peers.push(peer);
+              const pc = s.pc;
+              this.routes.set(peer, (data) => client.emit('signal', { pc, data }));
+              const ice = relayOnly ? { iceServers, relayOnly } : {};
+              void this.request<{ sdp: string }>('view', { id: peer, sdp: s.data.sdp, ...ice }).then(
+                (a) => client.emit('signal', { pc, data: { type: 'answer', sdp: a.sdp } }),
+                () => undefined,
+              );
+            } else if (s.data.type === 'candidate' && current?.pc === s.pc) {
+              void this.request('candidate', { peer: current.peer, candidate: s.data.candidate }).catch(
+                () => undefined,
+              );
+            }
+          }),
       );
+      const viewer: SwarmViewer = { url, socket, joinedAt, peers };
       added.push(viewer);
       this.viewers.push(viewer);
     };

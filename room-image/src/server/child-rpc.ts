@@ -88,7 +88,9 @@ export class ChildRpc extends EventEmitter<{ event: [RpcEvent]; unreadable: [str
         p.reject(new RpcError(msg.error.code ?? 'internal', msg.error.message ?? `${this.name} error`));
       else p.resolve(msg.result ?? {});
     } else if (typeof msg.event === 'string') {
-      this.emit('event', msg as RpcEvent);
+      // After the code waiting for an earlier answer has run: an offer the child answered goes out
+      // before the candidates it writes right after it.
+      setImmediate(() => this.emit('event', msg as RpcEvent));
     }
   }
 }

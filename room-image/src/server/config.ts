@@ -41,6 +41,17 @@ export interface MediaConfig {
   mode: MediaMode;
   /** The relay (SFU only): room-image/media, started by the room server. */
   relay: RelayConfig;
+  /** TURN rooms: browsers reach the relays through the cluster's TURN gateway. */
+  turn: TurnConfig | undefined;
+}
+
+/** The cluster's TURN gateway (TURN rooms): its URLs, and this room's key to mint credentials with. */
+export interface TurnConfig {
+  urls: string[];
+  /** The room's own key (derived from the gateway's secret by the operator). */
+  key: string;
+  /** How long a visitor's credential lasts. */
+  ttlSeconds: number;
 }
 
 export interface RelayConfig {
@@ -223,8 +234,22 @@ function media(env: Env): MediaConfig {
   }
   const listenAddress = str(env, 'ROOM_RELAY_LISTEN_ADDRESS') ?? '0.0.0.0';
   if (!IP.test(listenAddress)) throw new ConfigError('ROOM_RELAY_LISTEN_ADDRESS', 'must be an IP address');
+  const turnUrls = (str(env, 'ROOM_TURN_URLS') ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  for (const u of turnUrls) {
+    if (!/^turns?:[^\s]+$/.test(u))
+      throw new ConfigError('ROOM_TURN_URLS', `has an invalid URL ${JSON.stringify(u)}`);
+  }
+  const turnKey = str(env, 'ROOM_TURN_KEY');
+  if (turnUrls.length > 0 && turnKey === undefined)
+    throw new ConfigError('ROOM_TURN_KEY', 'is required with ROOM_TURN_URLS');
   return {
     mode: mode as MediaMode,
+    turn: turnUrls.length
+      ? { urls: turnUrls, key: turnKey!, ttlSeconds: int(env, 'ROOM_TURN_TTL_SECONDS', 4 * 3600, 60, 86_400) }
+      : undefined,
     relay: {
       path: str(env, 'ROOM_RELAY_PATH') ?? DEFAULT_RELAY_PATH,
       udpPort: int(env, 'ROOM_RELAY_UDP_PORT', 0, 0, 65535),

@@ -3,6 +3,7 @@ import type { Server, Socket } from 'socket.io';
 import type { ClientToServerEvents, Role, ServerToClientEvents } from '../protocol.js';
 import type { RoomConfig } from './config.js';
 import type { Media } from './media.js';
+import type { MeshEvents } from './upstream.js';
 import type { LogFn } from './log.js';
 import type { RoomMetrics } from './metrics.js';
 import type { RoomState } from './state.js';
@@ -28,8 +29,8 @@ export interface RoomContext {
   track(work: Promise<unknown>): void;
 }
 
-/** Between replicas (through the adapter): "presence changed, re-read it". */
-export interface InterServerEvents {
+/** Between replicas (through the adapter): "presence changed, re-read it", and the relays' pulls. */
+export interface InterServerEvents extends MeshEvents {
   'streamroom:presence'(): void;
 }
 

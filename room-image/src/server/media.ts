@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { RELAY_PEER, type RejectReason, type SignalData, type SignalEnvelope } from '../protocol.js';
 import type { RoomContext, RoomSocket } from './context.js';
 import { RelayError, RelayProcess } from './relay.js';
+import { createMesh, type Mesh } from './upstream.js';
 
 /** Re-offers to a viewer whose connection failed: 1 s, doubling to 30 s, reset once connected. */
 const RESUBSCRIBE_MIN_MS = 1000;
@@ -24,6 +25,8 @@ export interface Media {
   signal(socket: RoomSocket, env: SignalEnvelope): Promise<RejectReason | undefined>;
   /** Why the room cannot carry video now (the relay is not running), or undefined. */
   unavailableReason(): string | undefined;
+  /** Presence changed (the broadcaster may have moved to another replica). */
+  presenceChanged(): void;
   relay: RelayProcess;
   close(): Promise<void>;
 }
@@ -31,8 +34,8 @@ export interface Media {
 const peerOf = (socketId: string, pc: string) => `${socketId}/${pc}`;
 const newPc = () => randomBytes(6).toString('base64url');
 
-export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Media {
-  const { config, io, log } = ctx;
+export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log' | 'state'>): Media {
+  const { config, io, log, state } = ctx;
   const relay = new RelayProcess(
     config.media.relay,
     log,
@@ -42,6 +45,8 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Me
   /** Per socket: its connection with the relay (and, for viewers, the re-offer backoff). */
   const peers = new Map<string, { pc: string; retryMs: number; timer?: NodeJS.Timeout }>();
   let everUp = false;
+  // Several replicas: their relays forward to each other (upstream.ts).
+  const mesh: Mesh | undefined = config.redis ? createMesh({ io, state, relay, log }) : undefined;
 
   const local = (id: string): RoomSocket | undefined => io.of('/').sockets.get(id) as RoomSocket | undefined;
   const send = (socket: RoomSocket, pc: string, data: SignalData) =>
@@ -77,11 +82,13 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Me
   };
 
   relay.on('candidate', (peer, candidate) => {
+    if (mesh?.onRelayEvent(peer, { candidate })) return;
     const [socketId, pc] = peer.split('/') as [string, string];
     const socket = local(socketId);
     if (socket && peers.get(socketId)?.pc === pc) send(socket, pc, { type: 'candidate', candidate });
   });
   relay.on('state', (peer, state) => {
+    if (mesh?.onRelayEvent(peer, { state })) return;
     const [socketId, pc] = peer.split('/') as [string, string];
     const entry = peers.get(socketId);
     if (!entry || entry.pc !== pc) return;
@@ -94,6 +101,7 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Me
       return;
     }
     // A restarted relay has no peers: the broadcaster publishes again, every viewer gets a new offer.
+    mesh?.reset();
     for (const socket of io.of('/').sockets.values() as IterableIterator<RoomSocket>) {
       if (socket.data.role === 'broadcaster') {
         peers.delete(socket.id);
@@ -109,6 +117,7 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Me
     relay,
     async join(socket) {
       if (socket.data.role === 'viewer') await subscribe(socket);
+      mesh?.check();
     },
     leave(socket) {
       const entry = peers.get(socket.id);
@@ -116,7 +125,9 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Me
       clearTimeout(entry.timer);
       peers.delete(socket.id);
       void relay.request('close', { peer: peerOf(socket.id, entry.pc) }).catch(() => undefined);
+      mesh?.check();
     },
+    presenceChanged: () => mesh?.check(),
     async signal(socket, env) {
       if (env.to !== undefined) return 'not_allowed';
       const { role } = socket.data;
@@ -160,6 +171,9 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log'>): Me
       }
     },
     unavailableReason: () => (relay.running ? undefined : 'media relay not running'),
-    close: () => relay.stop(),
+    close: () => {
+      mesh?.close();
+      return relay.stop();
+    },
   };
 }

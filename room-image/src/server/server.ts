@@ -3,7 +3,7 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Server } from 'socket.io';
-import type { Welcome } from '../protocol.js';
+import type { IceServer, Welcome } from '../protocol.js';
 import { handshake } from './auth.js';
 import { createBackplane, type Backplane } from './backplane.js';
 import { chatWelcome, registerChat } from './chat.js';
@@ -16,6 +16,7 @@ import { createMedia, type Media } from './media.js';
 import { RoomMetrics } from './metrics.js';
 import { presencePublisher } from './presence.js';
 import { applyTick, joinRoom, leaveRoom, registerSignaling } from './signaling.js';
+import { turnCredential } from './turn.js';
 import { MemoryRoomState, type RoomState } from './state.js';
 
 export { keysMatch } from './auth.js';
@@ -98,8 +99,11 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   });
   const notifyPeers = backplane ? () => io.serverSideEmit('streamroom:presence') : undefined;
   const presence = presencePublisher({ io, state, metrics, log, isShuttingDown }, notifyPeers);
-  io.on('streamroom:presence', () => presence.refresh());
-  const media = config.media.mode === 'SFU' ? createMedia({ config, io, log }) : undefined;
+  io.on('streamroom:presence', () => {
+    presence.refresh();
+    media?.presenceChanged();
+  });
+  const media = config.media.mode === 'SFU' ? createMedia({ config, io, log, state }) : undefined;
   mediaRef.media = media;
   const ctx: RoomContext = {
     config,
@@ -194,11 +198,19 @@ async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLi
     name: data.name,
     user: data.userToken,
     title: ctx.config.title,
-    iceServers: ctx.config.iceServers,
+    iceServers: iceServersFor(ctx.config, data.user),
     media: { mode: ctx.config.media.mode },
     chat: await chatWelcome(ctx),
   };
   await joinRoom(ctx, socket, welcome);
+}
+
+/** The ICE servers a visitor gets: the room's own, and in TURN rooms a credential of its own. */
+function iceServersFor(config: RoomContext['config'], user: string): IceServer[] {
+  const turn = config.media.turn;
+  if (!turn) return config.iceServers;
+  const room = `${config.roomNamespace}/${config.roomName}`;
+  return [...config.iceServers, turnCredential(turn, room, user, Date.now())];
 }
 
 function listen(httpServer: HttpServer, port: number, host: string | undefined): Promise<AddressInfo> {

@@ -62,6 +62,7 @@ export async function joinRoom(ctx: RoomContext, socket: RoomSocket, welcome: We
       io.in(previous).disconnectSockets(true);
     }
     socket.emit('welcome', media ? welcome : { ...welcome, viewers: await state.viewerIds() });
+    await media?.join(socket);
     ctx.log('info', 'broadcaster connected');
   } else {
     socket.emit('welcome', welcome);

@@ -29,6 +29,8 @@ type Harness struct {
 
 	// OnRelayCandidate, when set, also sees the relay's candidates (for tests).
 	OnRelayCandidate func(peer string, candidate json.RawMessage)
+	// OnSwarmCandidate, when set, also sees the swarm's candidates (for tests).
+	OnSwarmCandidate func(peer string, candidate json.RawMessage)
 
 	toSwarm, toRelay *router
 	ready            chan control.Event
@@ -71,6 +73,9 @@ func (h *Harness) onEvent(side Side, ev control.Event) {
 			}
 			h.toSwarm.forward(ev.Peer, ev.Candidate)
 		} else {
+			if h.OnSwarmCandidate != nil {
+				h.OnSwarmCandidate(ev.Peer, ev.Candidate)
+			}
 			h.toRelay.forward(ev.Peer, ev.Candidate)
 		}
 	case "state":
@@ -143,6 +148,11 @@ func (h *Harness) Publish(ctx context.Context, bitrate, fps int) (peer, answerSD
 
 // AddViewer subscribes a swarm viewer to the relay under id (the same on both sides).
 func (h *Harness) AddViewer(ctx context.Context, id string) error {
+	return h.AddViewerWith(ctx, id, nil)
+}
+
+// AddViewerWith is AddViewer with more params for the swarm's view (iceServers, relayOnly).
+func (h *Harness) AddViewerWith(ctx context.Context, id string, viewParams map[string]any) error {
 	var offer struct {
 		SDP string `json:"sdp"`
 	}
@@ -153,7 +163,12 @@ func (h *Harness) AddViewer(ctx context.Context, id string) error {
 	var answer struct {
 		SDP string `json:"sdp"`
 	}
-	if err := h.Swarm.Call(ctx, "view", map[string]any{"id": id, "sdp": offer.SDP}, &answer); err != nil {
+	params := make(map[string]any, len(viewParams)+2)
+	for k, v := range viewParams {
+		params[k] = v
+	}
+	params["id"], params["sdp"] = id, offer.SDP
+	if err := h.Swarm.Call(ctx, "view", params, &answer); err != nil {
 		return fmt.Errorf("swarm view %s: %w", id, err)
 	}
 	h.toSwarm.open(id)
