@@ -94,6 +94,8 @@ up() {
   # The TURN gateway (rooms on media.network TURN), reached by browsers on this machine at a NodePort
   # of the node's address.
   node_ip="$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+  # (a development cluster: rooms in any namespace; the chart's default is the release namespace only)
+  extra+=(--set rbac.clusterWide=true)
   extra+=(--set turn.enabled=true --set turn.service.type=NodePort --set turn.service.nodePort="$TURN_NODE_PORT"
     --set "turn.urls={turn:$node_ip:$TURN_NODE_PORT}")
   helm upgrade --install "$RELEASE" charts/streamroom-operator -n "$RELEASE_NS" --create-namespace \

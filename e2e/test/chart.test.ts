@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig, type RunningOperator } from '../../operator/src/index.js';
 import { eventually, startCluster, REPO_DIR, type Cluster } from '../src/cluster.js';
 import { CHART_DIR, canI, helmBinary, helmFor, serviceAccountKubeConfig } from '../src/helm.js';
@@ -113,6 +113,10 @@ describe('the Helm chart', () => {
     const defaults = await render([]);
     const custom = await render([
       '--set',
+      'turn.enabled=true,turn.service.type=NodePort,turn.service.nodePort=31478,media.network=TURN',
+      '--set',
+      'turn.urls={turn:203.0.113.7:31478}',
+      '--set',
       `watchNamespaces={${TEAMS.join(',')}}`,
       '--set',
       'image.repository=registry.example.com/streamroom/operator,image.tag=1.2.3,image.pullPolicy=Always',
@@ -129,6 +133,15 @@ describe('the Helm chart', () => {
       '--set-string',
       'podAnnotations.prometheus\\.io/scrape=true',
     ]);
+    // least privilege by default: a Role in the release namespace, no cluster-wide rule on rooms or Secrets
+    const roles = parseAllDocuments(defaults)
+      .map((d) => d.toJSON() as Obj | null)
+      .filter((o): o is Obj => !!o && /Role$/.test(o.kind));
+    expect(roles.map((o) => `${o.kind}/${o.metadata.name}@${o.metadata.namespace ?? ''}`).sort()).toEqual([
+      `ClusterRole/streamroom-operator-nodes@`,
+      `Role/streamroom-operator@${RELEASE_NS}`,
+    ]);
+    expect(defaults).toMatch(new RegExp(`name: STREAMROOM_NAMESPACES\\s+value: "${RELEASE_NS}"`));
     for (const manifests of [defaults, custom]) {
       const out = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], manifests);
       expect(out).toMatch(
@@ -207,8 +220,16 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
   const clusterSa = { namespace: RELEASE_NS, name: 'streamroom-operator' };
   const teamSa = { namespace: RELEASE_NS, name: 'teams-streamroom-operator' };
 
-  it('installs cluster-wide; the operator with its ServiceAccount token gets rooms Ready', async () => {
-    const notes = await helm.run(['install', 'streamroom-operator', CHART_DIR, '-n', RELEASE_NS]);
+  it('installs cluster-wide (opted in); the operator with its ServiceAccount token gets rooms Ready', async () => {
+    const notes = await helm.run([
+      'install',
+      'streamroom-operator',
+      CHART_DIR,
+      '-n',
+      RELEASE_NS,
+      '--set',
+      'rbac.clusterWide=true',
+    ]);
     // NOTES.txt: how to create a room, find its URL and its broadcaster key.
     expect(notes).toMatch(/kubectl apply .*-f -/);
     expect(notes).toMatch(/kubectl get streamrooms/);
@@ -304,6 +325,7 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
       ['get', 'configmaps', '-n', RELEASE_NS],
       ['create', 'pods', '-n', 'rbac-check'],
       ['patch', 'events', '-n', 'rbac-check'],
+      ['delete', 'secrets', '-n', 'rbac-check'],
     ];
     const answers = await Promise.all([...yes, ...no].map((a) => canI(cluster, clusterSa, a)));
     expect(answers.map((v, i) => `${v ? 'yes' : 'no'}: ${[...yes, ...no][i]!.join(' ')}`)).toEqual([

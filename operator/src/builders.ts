@@ -1,6 +1,8 @@
 // Pure functions: a StreamRoom in, the Kubernetes objects it wants out. No I/O here.
 import type {
   V1ContainerPort,
+  V1NetworkPolicy,
+  V1NetworkPolicyEgressRule,
   KubernetesObject,
   V1Deployment,
   V1EnvVar,
@@ -11,6 +13,7 @@ import type {
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import { resolveSpec, type ResolvedSpec } from './defaults.js';
+import { roomRedisUrl } from './redis-acl.js';
 import { API_VERSION, KIND, type MediaNetwork, type StreamRoom } from './types.js';
 
 /** The one field manager the operator applies with. */
@@ -43,6 +46,8 @@ export const DEFAULT_REDIS_IMAGE = 'redis:7.4-alpine';
 export interface BuildOptions {
   /** Room image used when the StreamRoom does not name one. */
   defaultImage: string;
+  /** The ingress controller's namespace (--ingress-namespace): Ingress rooms take web traffic only from it. */
+  ingressNamespace?: string;
   /** SFU rooms: the network when the room names none (--media-network), and what each network needs. */
   media?: {
     defaultNetwork: MediaNetwork;
@@ -62,11 +67,13 @@ export interface BuildOptions {
  * through a Redis of its own (Deployment and Service `<room>-redis`), or through the operator's shared
  * Redis with a key prefix per room.
  */
-export type Backplane = { mode: 'none' } | { mode: 'dedicated' } | { mode: 'shared'; url: string };
+export type Backplane = { mode: 'none' } | { mode: 'dedicated' } | { mode: 'shared'; adminUrl: string };
 
 export function backplaneFor(spec: ResolvedSpec, options: BuildOptions): Backplane {
   if (spec.replicas.max <= 1) return { mode: 'none' };
-  return options.sharedRedisUrl ? { mode: 'shared', url: options.sharedRedisUrl } : { mode: 'dedicated' };
+  return options.sharedRedisUrl
+    ? { mode: 'shared', adminUrl: options.sharedRedisUrl }
+    : { mode: 'dedicated' };
 }
 
 /**
@@ -104,6 +111,99 @@ export function mediaPlan(spec: ResolvedSpec, options: BuildOptions): MediaPlan 
   if (port === undefined)
     throw new PlanError('NoMediaPort', "no media port is free in the operator's --media-port-range");
   return { mode: 'SFU', network: 'HostPort', port };
+}
+
+/** The metrics port of the room server (not in the room's Service: scraped at the pods). */
+export const ROOM_METRICS_PORT = 9090;
+
+/** The ports of the ICE servers a room names (egress its relay may need), default 3478 / 5349 (TLS). */
+function iceServerPorts(spec: ResolvedSpec): number[] {
+  const ports = new Set<number>();
+  for (const s of spec.iceServers) {
+    for (const url of s.urls) {
+      const m = /^(stuns?|turns?):(?:\[[^\]]+\]|[^:?]+)(?::(\d+))?/.exec(url);
+      if (!m) continue;
+      ports.add(m[2] ? Number(m[2]) : m[1]!.endsWith('s') ? 5349 : 3478);
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+/**
+ * The room's network fence (networking.k8s.io/v1), owned by the room. Its pods take web traffic on
+ * their http port (from anywhere, or only from the ingress controller's namespace when the room is
+ * exposed through an Ingress and the operator knows that namespace), media on the relay's ports, and
+ * metrics scrapes; they may reach DNS, their Redis, each other's relays, and the ICE servers they
+ * name, nothing else (replies to what came in are allowed: policies are stateful). The room's own
+ * Redis takes connections from the room's pods only and makes none.
+ */
+export function buildNetworkPolicies(
+  room: StreamRoom,
+  spec: ResolvedSpec,
+  backplane: Backplane,
+  media: MediaPlan,
+  options: { ingressNamespace?: string } = {},
+): V1NetworkPolicy[] {
+  const tcp = (port: number | string) => ({ protocol: 'TCP', port });
+  const udp = (port: number | string) => ({ protocol: 'UDP', port });
+  const ownPods = { podSelector: { matchLabels: selectorLabels(room) } };
+  const mediaPorts =
+    media.mode !== 'SFU'
+      ? []
+      : media.network === 'HostPort'
+        ? [udp(media.port), tcp(media.port)]
+        : [udp(RELAY_UDP_PORT), tcp(RELAY_TCP_PORT)];
+  const webFrom =
+    spec.expose.type === 'Ingress' && options.ingressNamespace
+      ? [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': options.ingressNamespace } } }]
+      : undefined;
+  const redisPort = (url: string) => Number(new URL(url).port || 6379);
+  const egress: V1NetworkPolicyEgressRule[] = [{ ports: [udp(53), tcp(53)] }];
+  if (backplane.mode === 'dedicated') {
+    egress.push({
+      to: [{ podSelector: { matchLabels: redisSelectorLabels(room) } }],
+      ports: [tcp(REDIS_PORT)],
+    });
+  } else if (backplane.mode === 'shared') {
+    egress.push({ ports: [tcp(redisPort(backplane.adminUrl))] });
+  }
+  // relay to relay: on the TURN network to the pods themselves; with HostPort to their nodes'
+  // addresses (the room's own port, wherever its pods run)
+  if (media.mode === 'SFU')
+    egress.push({ ...(media.network === 'TURN' ? { to: [ownPods] } : {}), ports: mediaPorts });
+  const ice = iceServerPorts(spec);
+  if (ice.length) egress.push({ ports: ice.flatMap((p) => [udp(p), tcp(p)]) });
+  const policies: V1NetworkPolicy[] = [
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: childMeta(room, room.metadata.name, spec.image),
+      spec: {
+        podSelector: { matchLabels: selectorLabels(room) },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [
+          { ...(webFrom ? { _from: webFrom } : {}), ports: [tcp(ROOM_CONTAINER_PORT)] },
+          ...(mediaPorts.length ? [{ ports: mediaPorts }] : []),
+          { ports: [tcp(ROOM_METRICS_PORT)] },
+        ],
+        egress,
+      },
+    },
+  ];
+  if (backplane.mode === 'dedicated') {
+    policies.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: childMeta(room, redisName(room.metadata.name), spec.image),
+      spec: {
+        podSelector: { matchLabels: redisSelectorLabels(room) },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ _from: [ownPods], ports: [tcp(REDIS_PORT)] }],
+        egress: [],
+      },
+    });
+  }
+  return policies;
 }
 
 export function redisName(roomName: string): string {
@@ -550,7 +650,10 @@ export function buildKeysSecret(
     const url = `redis://:${encodeURIComponent(password)}@${redisName(room.metadata.name)}:${REDIS_PORT}`;
     data[REDIS_URL_KEY] = Buffer.from(url).toString('base64');
   } else if (backplane.mode === 'shared') {
-    data[REDIS_URL_KEY] = Buffer.from(backplane.url).toString('base64');
+    // the room's own ACL user on the shared Redis (the operator creates it): never the admin's password
+    const password = keep(REDIS_PASSWORD_KEY);
+    const url = roomRedisUrl(backplane.adminUrl, room.metadata.namespace, room.metadata.name, password);
+    data[REDIS_URL_KEY] = Buffer.from(url).toString('base64');
   }
   if (media.mode === 'SFU' && media.network === 'TURN') {
     data[TURN_KEY] = Buffer.from(media.turnRoomKey).toString('base64');
@@ -564,10 +667,12 @@ export function buildKeysSecret(
   };
 }
 
-export type ChildKind = 'Secret' | 'Deployment' | 'Service' | 'HorizontalPodAutoscaler' | 'Ingress';
+export type ChildKind =
+  'Secret' | 'Deployment' | 'Service' | 'HorizontalPodAutoscaler' | 'Ingress' | 'NetworkPolicy';
 
 /** Every kind of child a room can own, in the order they are applied. */
 export const CHILD_KINDS: readonly ChildKind[] = [
+  'NetworkPolicy',
   'Secret',
   'Deployment',
   'Service',
@@ -600,6 +705,10 @@ export function desiredChildren(
     buildKeysSecret(room, spec, backplane, existingSecret, generateKey, media),
   ];
   const absent: DesiredChildren['absent'] = [];
+  // the fence first, so that no pod of the room ever runs without it
+  const policies = buildNetworkPolicies(room, spec, backplane, media, options);
+  apply.unshift(...policies);
+  if (policies.length === 1) absent.push({ kind: 'NetworkPolicy', name: redisName(name) });
   if (backplane.mode === 'dedicated') {
     const image = options.redisImage ?? DEFAULT_REDIS_IMAGE;
     apply.push(buildRedisDeployment(room, spec, image), buildRedisService(room, image));

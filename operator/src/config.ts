@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_REDIS_IMAGE } from './builders.js';
 import type { LogLevel } from './log.js';
+import { parseHosts, parseImages, type RoomPolicy } from './policy.js';
 import { parsePortRange, type PortRange } from './ports.js';
 import type { MediaNetwork } from './types.js';
 
@@ -33,6 +34,10 @@ export interface OperatorConfig {
   mediaPortRange: PortRange;
   /** The cluster's TURN gateway: its URLs for browsers, and the file holding its secret. */
   turn?: { urls: string[]; secretFile: string };
+  /** What tenants may ask for (images, Ingress hosts); empty lists allow anything. */
+  policy: RoomPolicy;
+  /** Namespace of the ingress controller: Ingress rooms take web traffic only from it (NetworkPolicy). */
+  ingressNamespace?: string;
 }
 
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
@@ -86,6 +91,18 @@ const FLAGS = {
   'turn-secret-file': {
     env: 'STREAMROOM_TURN_SECRET_FILE',
     help: "file holding the TURN gateway's secret (rooms get keys derived from it)",
+  },
+  'allowed-images': {
+    env: 'STREAMROOM_ALLOWED_IMAGES',
+    help: 'comma-separated image prefixes rooms may use (default: any)',
+  },
+  'allowed-ingress-hosts': {
+    env: 'STREAMROOM_ALLOWED_INGRESS_HOSTS',
+    help: 'Ingress host suffixes per namespace, "ns=a.example.com,b.example.com;*=rooms.example.com" (default: any)',
+  },
+  'ingress-namespace': {
+    env: 'STREAMROOM_INGRESS_NAMESPACE',
+    help: "the ingress controller's namespace: Ingress rooms take web traffic only from it",
   },
   kubeconfig: {
     env: 'KUBECONFIG',
@@ -179,5 +196,10 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     mediaNetwork,
     mediaPortRange: parsePortRange(get('media-port-range') ?? '20000-29999'),
     ...(turnSecretFile ? { turn: { urls: turnUrls, secretFile: turnSecretFile } } : {}),
+    policy: {
+      images: parseImages(get('allowed-images') ?? ''),
+      hosts: parseHosts(get('allowed-ingress-hosts') ?? ''),
+    },
+    ...(get('ingress-namespace') ? { ingressNamespace: get('ingress-namespace') } : {}),
   };
 }

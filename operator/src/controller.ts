@@ -1,6 +1,8 @@
 // The level-triggered reconcile loop: informers keep caches of rooms and their children, every change
 // enqueues the room it concerns, and workers bring each room's children and status to what it wants.
 import { createHmac, randomBytes } from 'node:crypto';
+// (not in the package's index: the serializer its own list calls use, to give watch objects the same form)
+import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
 import { readFileSync } from 'node:fs';
 import type {
   KubeConfig,
@@ -17,12 +19,14 @@ import {
   MANAGED_BY_LABEL,
   desiredChildren,
   keysSecretName,
+  REDIS_PASSWORD_KEY,
   redisName,
   type BuildOptions,
   type ChildKind,
   type MediaPlan,
 } from './builders.js';
 import { resolveSpec } from './defaults.js';
+import { hostRefusal, imageRefusal } from './policy.js';
 import { choosePort, portHolders } from './ports.js';
 import type { OperatorConfig } from './config.js';
 import { APPLIED_HASH_ANNOTATION, drift, withHash } from './diff.js';
@@ -44,6 +48,7 @@ const CHILDREN: Record<ChildKind, KindInfo> = {
     plural: 'horizontalpodautoscalers',
   },
   Ingress: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', plural: 'ingresses' },
+  NetworkPolicy: { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', plural: 'networkpolicies' },
 };
 
 /** A reconcile failure with a reason for the room's conditions. */
@@ -86,6 +91,13 @@ export function informerCaches(
     new KindCache<T>(kc, api, kind, cfg.namespaces, labelSelector, cfg, log);
 }
 
+/** Watch objects into the form list results have (client-node's model of the kind, when it has one). */
+function modelOf<T extends KubernetesObject>(kind: KindInfo): (obj: T) => T {
+  const version = kind.apiVersion.split('/').pop() ?? '';
+  const type = `${version.charAt(0).toUpperCase()}${version.slice(1)}${kind.kind}`;
+  return (obj) => ObjectSerializer.deserialize(obj, type) as T;
+}
+
 class KindCache<T extends KubernetesObject> implements Cache<T> {
   readonly informers = new Map<string, ResilientInformer<T>>();
 
@@ -104,7 +116,12 @@ class KindCache<T extends KubernetesObject> implements Cache<T> {
         collectionPath(kind, ns || undefined),
         () => api.list<T>(kind, ns || undefined, labelSelector),
         labelSelector,
-        { idleTimeoutMs: cfg.watchIdleTimeoutSeconds * 1000, log, name: `${kind.kind}${ns ? `/${ns}` : ''}` },
+        {
+          idleTimeoutMs: cfg.watchIdleTimeoutSeconds * 1000,
+          log,
+          name: `${kind.kind}${ns ? `/${ns}` : ''}`,
+          fromJson: modelOf(kind),
+        },
       );
       this.informers.set(ns, informer);
     }
@@ -166,10 +183,25 @@ export interface ControllerStats {
   reconcileErrors: number;
 }
 
+/** Rooms' users on the shared Redis (redis-acl.ts), when rooms share one. */
+export interface RoomAcl {
+  ensureUser(namespace: string, name: string, password: string): Promise<void>;
+  deleteUser(namespace: string, name: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Secrets a room may name in iceServers[].credentialSecretRef carry this label (and are not a room's keys). */
+export const ROOM_CREDENTIAL_LABEL = 'streamroom.dev/room-credential';
+
+/** A room on the shared Redis carries it until its Redis user is deleted. */
+export const ACL_FINALIZER = 'streamroom.dev/redis-acl';
+
 /** What the controller is built from: the API, and the caches it reads (fakes in unit tests). */
 export interface ControllerDeps {
   api: ControllerApi;
   caches: CacheFactory;
+  /** With --shared-redis-url. */
+  acl?: RoomAcl;
 }
 
 export class Controller {
@@ -197,6 +229,9 @@ export class Controller {
   private readonly portReservations = new Map<string, number>();
   /** The TURN gateway's secret, from which each TURN room's own key is derived. */
   private readonly turnSecret: Buffer | undefined;
+  private readonly acl: RoomAcl | undefined;
+  /** The password each room's Redis user was last set to (so an unchanged room costs no Redis write). */
+  private readonly aclApplied = new Map<string, string>();
 
   constructor(
     deps: ControllerDeps,
@@ -204,6 +239,7 @@ export class Controller {
     private readonly log: Logger,
   ) {
     this.kube = deps.api;
+    this.acl = deps.acl;
     if (config.turn) {
       this.turnSecret = readFileSync(config.turn.secretFile);
       if (this.turnSecret.length < 32) {
@@ -229,6 +265,7 @@ export class Controller {
     this.rooms.on('add', enqueueRoom);
     this.rooms.on('update', enqueueRoom);
     this.rooms.on('delete', (room) => {
+      this.aclApplied.delete(roomKey(room));
       this.lastWarning.delete(roomKey(room));
       this.recentWrites.delete(roomKey(room));
       this.portReservations.delete(roomKey(room));
@@ -299,6 +336,7 @@ export class Controller {
     clearInterval(this.resyncTimer);
     await this.queue.shutdown();
     await Promise.all(this.caches.map((c) => c.stop()));
+    await this.acl?.close();
     this.log.info('operator stopped');
   }
 
@@ -324,7 +362,9 @@ export class Controller {
     const name = key.slice(slash + 1);
     if (!(await this.cachesSynced())) return;
     const room = this.rooms.get(name, namespace);
-    if (!room || room.metadata.deletionTimestamp) return; // owned children go with the garbage collector
+    if (!room) return;
+    // Owned children go with the garbage collector; the room's Redis user goes here.
+    if (room.metadata.deletionTimestamp) return this.releaseAcl(room);
     this.stats.reconciles++;
     const log = this.log;
     let spec;
@@ -343,15 +383,23 @@ export class Controller {
         defaultImage: this.config.defaultImage,
         redisImage: this.config.redisImage,
         ...(this.config.sharedRedisUrl ? { sharedRedisUrl: this.config.sharedRedisUrl } : {}),
+        ...(this.config.ingressNamespace ? { ingressNamespace: this.config.ingressNamespace } : {}),
       };
       spec = resolveSpec(room, options.defaultImage, this.config.mediaNetwork);
       backplane = backplaneFor(spec, options).mode;
+      // what the tenant may not have: nothing is created for it, the status and an Event say why
+      this.checkPolicy(room, spec);
+      await this.checkCredentials(room, spec);
       options.media = this.mediaInputs(room, spec);
       const existingSecret = (await this.ownedChild(room, 'Secret', secretRef)) as V1Secret | undefined;
       const desired = desiredChildren(room, options, existingSecret, () =>
         randomBytes(24).toString('base64url'),
       );
       media = desired.media;
+      // On the shared Redis the room's user must exist before its pods get its URL.
+      if (desired.backplane.mode === 'shared') {
+        await this.ensureAcl(room, desired.apply.find((o) => o.kind === 'Secret') as V1Secret);
+      } else await this.releaseAcl(room);
       // Check every name first, so that a room whose names are taken creates nothing at all.
       const actuals = [];
       for (const obj of desired.apply) {
@@ -429,6 +477,91 @@ export class Controller {
     if (!actual) return this.kube.create(target);
     const resourceVersion = actual.metadata?.resourceVersion;
     return this.kube.apply({ ...target, metadata: { ...target.metadata, resourceVersion } });
+  }
+
+  /** The cluster admin's policy on images and Ingress hosts. */
+  private checkPolicy(room: StreamRoom, spec: ReturnType<typeof resolveSpec>): void {
+    const { policy, defaultImage } = this.config;
+    const image = imageRefusal(policy, spec.image, defaultImage);
+    if (image) throw new ReconcileError('ImageNotAllowed', image);
+    if (spec.expose.type === 'Ingress' && spec.expose.host) {
+      const host = hostRefusal(policy, room.metadata.namespace, spec.expose.host);
+      if (host) throw new ReconcileError('HostNotAllowed', host);
+    }
+  }
+
+  /**
+   * A room may hand its visitors TURN credentials only from Secrets made for that (labelled
+   * streamroom.dev/room-credential=true): never another room's keys, nor any other Secret.
+   */
+  private async checkCredentials(room: StreamRoom, spec: ReturnType<typeof resolveSpec>): Promise<void> {
+    for (const [i, server] of spec.iceServers.entries()) {
+      const ref = server.credentialSecretRef;
+      if (!ref) continue;
+      const where = `iceServers[${i}].credentialSecretRef`;
+      const secret = await this.kube.read<V1Secret>({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: ref.name, namespace: room.metadata.namespace },
+      });
+      if (!secret)
+        throw new ReconcileError('CredentialNotFound', `${where}: Secret ${ref.name} does not exist`);
+      const labels = secret.metadata?.labels ?? {};
+      if (labels[MANAGED_BY_LABEL] === MANAGED_BY || labels[ROOM_CREDENTIAL_LABEL] !== 'true') {
+        throw new ReconcileError(
+          'CredentialNotAllowed',
+          `${where} names Secret ${ref.name}, which a room may not read: label a Secret made for it ${ROOM_CREDENTIAL_LABEL}=true (a room's keys never qualify)`,
+        );
+      }
+      if (secret.data?.[ref.key] === undefined) {
+        throw new ReconcileError('CredentialNotFound', `${where}: Secret ${ref.name} has no key ${ref.key}`);
+      }
+    }
+  }
+
+  /** The room's own user on the shared Redis, limited to its key prefix (and the finalizer that deletes it). */
+  private async ensureAcl(room: StreamRoom, secret: V1Secret): Promise<void> {
+    if (!this.acl) return;
+    const key = roomKey(room);
+    const finalizers = room.metadata.finalizers ?? [];
+    if (!finalizers.includes(ACL_FINALIZER))
+      await this.kube.setFinalizers(room, [...finalizers, ACL_FINALIZER]);
+    const password = Buffer.from(secret.data?.[REDIS_PASSWORD_KEY] ?? '', 'base64').toString();
+    if (this.aclApplied.get(key) === password) return;
+    try {
+      await this.acl.ensureUser(room.metadata.namespace, room.metadata.name, password);
+    } catch (err) {
+      throw new ReconcileError(
+        'SharedRedisUnavailable',
+        `could not set the room's user on the shared Redis: ${errorMessage(err)}`,
+      );
+    }
+    this.aclApplied.set(key, password);
+  }
+
+  /** Deletes the room's user on the shared Redis, if it had one, and then the finalizer. */
+  private async releaseAcl(room: StreamRoom): Promise<void> {
+    const finalizers = room.metadata.finalizers ?? [];
+    if (!finalizers.includes(ACL_FINALIZER)) return;
+    if (this.acl) {
+      try {
+        await this.acl.deleteUser(room.metadata.namespace, room.metadata.name);
+      } catch (err) {
+        throw new ReconcileError(
+          'SharedRedisUnavailable',
+          `could not delete the room's user on the shared Redis: ${errorMessage(err)}`,
+        );
+      }
+    } else {
+      this.log.warn('no shared Redis configured any more: leaving its room user in place', {
+        room: roomKey(room),
+      });
+    }
+    this.aclApplied.delete(roomKey(room));
+    await this.kube.setFinalizers(
+      room,
+      finalizers.filter((f) => f !== ACL_FINALIZER),
+    );
   }
 
   /** What an SFU room's network needs: a port of its own (HostPort), or its key for the TURN gateway. */

@@ -4,6 +4,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { OperatorConfig } from './config.js';
 import { Controller, informerCaches } from './controller.js';
 import { KubeClient } from './kube.js';
+import { RedisAcl } from './redis-acl.js';
 import { serveHealth } from './health.js';
 import { createLogger, type Logger } from './log.js';
 
@@ -34,7 +35,12 @@ export async function startOperator(
   const log = options.log ?? createLogger(config.logLevel);
   const kc = options.kubeConfig ?? kubeConfigFor(config);
   const api = new KubeClient(kc);
-  const controller = new Controller({ api, caches: informerCaches(kc, api, config, log) }, config, log);
+  const acl = config.sharedRedisUrl ? new RedisAcl(config.sharedRedisUrl) : undefined;
+  const controller = new Controller(
+    { api, caches: informerCaches(kc, api, config, log), ...(acl ? { acl } : {}) },
+    config,
+    log,
+  );
   let server: Server | undefined;
   let healthUrl: string | undefined;
   if (config.healthAddress) {

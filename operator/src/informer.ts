@@ -18,7 +18,7 @@ import { errorMessage, type Logger } from './log.js';
 export type Handler<T> = (obj: T) => void;
 export type Verb = 'add' | 'update' | 'delete';
 
-export interface InformerOptions {
+export interface InformerOptions<T> {
   /** Abort a watch (and relist) when nothing, not even a bookmark, has arrived for this long. */
   idleTimeoutMs: number;
   baseBackoffMs?: number;
@@ -29,6 +29,11 @@ export interface InformerOptions {
   watchTimeoutSeconds?: number;
   log: Logger;
   name: string;
+  /**
+   * Turns an object as the watch delivers it (JSON) into the form the list gives (client-node's
+   * models, whose field names differ where JSON's are reserved words, e.g. a NetworkPolicy's `from`).
+   */
+  fromJson?: (obj: T) => T;
 }
 
 /** How the informer stands with the API server, for readiness and metrics. */
@@ -73,7 +78,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     private readonly path: string,
     private readonly listFn: () => Promise<KubernetesListObject<T>>,
     private readonly labelSelector: string | undefined,
-    private readonly options: InformerOptions,
+    private readonly options: InformerOptions<T>,
   ) {}
 
   get name(): string {
@@ -272,12 +277,12 @@ export class ResilientInformer<T extends KubernetesObject> {
     } catch {
       return { kind: 'error', error: new Error(`watch: unparsable event: ${line.slice(0, 200)}`) };
     }
-    const obj = event.object;
-    if (!obj) return undefined;
+    if (!event.object) return undefined;
     if (event.type === 'ERROR') {
-      if (obj.code === 410) return { kind: 'gone' };
-      return { kind: 'error', error: new Error(`watch: ${obj.message ?? line.slice(0, 200)}`) };
+      if (event.object.code === 410) return { kind: 'gone' };
+      return { kind: 'error', error: new Error(`watch: ${event.object.message ?? line.slice(0, 200)}`) };
     }
+    const obj = this.options.fromJson ? this.options.fromJson(event.object) : event.object;
     const rv = obj.metadata?.resourceVersion;
     if (rv) this.resourceVersion = rv;
     const key = keyOf(obj);

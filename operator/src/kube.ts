@@ -14,6 +14,7 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from './builders.js';
+import { MAX_MESSAGE } from './status.js';
 import {
   API_VERSION,
   GROUP,
@@ -61,7 +62,7 @@ function withoutUndefined<T extends object>(o: T): Partial<T> {
 
 /** The API calls the controller makes (KubeClient; in-memory fakes in the controller's unit tests). */
 export interface ControllerApi {
-  readonly writes: Record<'create' | 'apply' | 'delete' | 'status' | 'event', number>;
+  readonly writes: Record<'create' | 'apply' | 'delete' | 'status' | 'finalizers' | 'event', number>;
   list<T extends KubernetesObject>(
     k: KindInfo,
     namespace: string | undefined,
@@ -72,6 +73,8 @@ export interface ControllerApi {
   apply<T extends KubernetesObject>(obj: T): Promise<T>;
   delete(obj: KubernetesObject): Promise<void>;
   patchRoomStatus(room: StreamRoom, status: StreamRoomStatus): Promise<void>;
+  /** Sets the room's finalizers, over the version given (409 when the room moved on). */
+  setFinalizers(room: StreamRoom, finalizers: string[]): Promise<void>;
   event(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
   nodeAddress(): Promise<string | undefined>;
 }
@@ -82,7 +85,7 @@ export class KubeClient implements ControllerApi {
   private readonly core: CoreV1Api;
   private nodeAddressCache: { at: number; address: string | undefined } | undefined;
   /** Writes sent to the API server, by verb (for metrics and the no-write tests). */
-  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, event: 0 };
+  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, finalizers: 0, event: 0 };
   private readonly instance = os.hostname();
 
   constructor(kc: KubeConfig) {
@@ -178,6 +181,23 @@ export class KubeClient implements ControllerApi {
     );
   }
 
+  async setFinalizers(room: StreamRoom, finalizers: string[]): Promise<void> {
+    this.writes.finalizers++;
+    await this.custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: room.metadata.namespace,
+        name: room.metadata.name,
+        // a JSON merge patch replaces the list: the resourceVersion makes it fail rather than drop
+        // a finalizer someone else added meanwhile
+        body: { metadata: { finalizers, resourceVersion: room.metadata.resourceVersion } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
   /** Records a Kubernetes Event on the room, shown by `kubectl describe streamroom`. */
   async event(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     this.writes.event++;
@@ -197,7 +217,7 @@ export class KubeClient implements ControllerApi {
       },
       type,
       reason,
-      message: message.slice(0, 1024),
+      message: message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message,
       source: { component: FIELD_MANAGER },
       reportingComponent: `${GROUP}/operator`,
       reportingInstance: this.instance,

@@ -69,6 +69,9 @@ interface Assessment {
   conditions: Record<Exclude<ConditionType, 'BackplaneReady'>, Cond>;
 }
 
+/** Condition messages are cut to the length of an Event's (kube.ts). */
+export const MAX_MESSAGE = 1024;
+
 const T = (reason: string, message: string): Cond => ({ status: 'True', reason, message });
 const F = (reason: string, message: string): Cond => ({ status: 'False', reason, message });
 
@@ -230,7 +233,8 @@ export function mergeConditions(
       type,
       status: c.status,
       reason: c.reason,
-      message: c.message,
+      // as long as an Event's at most (a user's input can end up in a message)
+      message: c.message.length > MAX_MESSAGE ? `${c.message.slice(0, MAX_MESSAGE - 1)}…` : c.message,
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
       lastTransitionTime,
     };

@@ -2,6 +2,9 @@ import { describe, expect, it } from '@jest/globals';
 import type { V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import {
   buildDeployment,
+  buildNetworkPolicies,
+  redisSelectorLabels,
+  selectorLabels,
   mediaPlan,
   PlanError,
   type MediaPlan,
@@ -56,10 +59,15 @@ describe('buildDeployment', () => {
     });
   });
 
-  it('rolls out with no downtime', () => {
-    expect(d.spec?.strategy).toEqual({
+  it("rolls out with no downtime, or (HostPort, where a new pod needs the old one's port) one pod at a time", () => {
+    const turn: MediaPlan = { mode: 'SFU', network: 'TURN', turnUrls: ['turn:a:3478'], turnRoomKey: 'k' };
+    expect(buildDeployment(r, resolveSpec(r, IMAGE), NONE, turn).spec?.strategy).toEqual({
       type: 'RollingUpdate',
       rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
+    expect(d.spec?.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1, maxSurge: 1 },
     });
   });
 
@@ -329,10 +337,15 @@ describe('buildKeysSecret', () => {
   });
 });
 
+const secretOf = (d: ReturnType<typeof desiredChildren>) =>
+  d.apply.find((o) => o.kind === 'Secret') as V1Secret;
+
 describe('desiredChildren', () => {
   it('wants a Secret, Deployment, Service and HPA, and no Ingress, by default', () => {
     const d = desiredChildren(room(), opts, undefined, key);
     expect(d.apply.map((o) => o.kind)).toEqual([
+      'NetworkPolicy', // the room's fence, first
+      'NetworkPolicy', // its Redis's
       'Secret',
       'Deployment', // the room's Redis (a room of up to 10 replicas needs a backplane)
       'Service',
@@ -346,6 +359,8 @@ describe('desiredChildren', () => {
   it('wants no HPA and zero replicas when suspended', () => {
     const d = desiredChildren(room({ suspend: true }), opts, undefined, key);
     expect(d.apply.map((o) => `${o.kind}/${o.metadata?.name}`)).toEqual([
+      'NetworkPolicy/demo',
+      'NetworkPolicy/demo-redis',
       'Secret/demo-keys',
       'Deployment/demo-redis',
       'Service/demo-redis',
@@ -356,7 +371,9 @@ describe('desiredChildren', () => {
       { kind: 'HorizontalPodAutoscaler', name: 'demo' },
       { kind: 'Ingress', name: 'demo' },
     ]);
-    const redis = d.apply[1] as V1Deployment;
+    const redis = d.apply.find(
+      (o) => o.metadata?.name === 'demo-redis' && o.kind === 'Deployment',
+    ) as V1Deployment;
     expect(redis.spec?.replicas).toBe(0);
   });
 
@@ -391,13 +408,15 @@ describe('backplane', () => {
       ]),
     );
     expect(roomContainer(d)?.env?.map((e) => e.name)).not.toContain('ROOM_REDIS_URL');
-    expect(Object.keys((d.apply[0] as V1Secret).data ?? {})).toEqual(['broadcasterKey']);
+    expect(Object.keys(secretOf(d).data ?? {})).toEqual(['broadcasterKey']);
   });
 
   it("is a Redis of the room's own, behind a password from its Secret, when it can scale out", () => {
     const d = desiredChildren(room(), { ...opts, redisImage: 'example/redis:7' }, undefined, key);
     expect(d.backplane).toEqual({ mode: 'dedicated' });
     expect(names(d)).toEqual([
+      'NetworkPolicy/demo',
+      'NetworkPolicy/demo-redis',
       'Secret/demo-keys',
       'Deployment/demo-redis',
       'Service/demo-redis',
@@ -405,12 +424,14 @@ describe('backplane', () => {
       'Service/demo',
       'HorizontalPodAutoscaler/demo',
     ]);
-    const secret = d.apply[0] as V1Secret;
+    const secret = secretOf(d);
     const password = b64decode(secret.data?.redisPassword);
     expect(password).toMatch(/^generated-key-\d+$/);
     expect(b64decode(secret.data?.redisUrl)).toBe(`redis://:${password}@demo-redis:6379`);
 
-    const redis = d.apply[1] as V1Deployment;
+    const redis = d.apply.find(
+      (o) => o.metadata?.name === 'demo-redis' && o.kind === 'Deployment',
+    ) as V1Deployment;
     const pod = redis.spec?.template.spec;
     expect(redis.spec?.replicas).toBe(1);
     expect(redis.spec?.strategy?.type).toBe('Recreate');
@@ -423,10 +444,15 @@ describe('backplane', () => {
     expect(pod?.containers[0]?.securityContext?.readOnlyRootFilesystem).toBe(true);
     expect(pod?.containers[0]?.resources?.requests).toBeDefined();
     // The room's selector must never pick the Redis pod.
-    const roomSelector = (d.apply[3] as V1Deployment).spec?.selector.matchLabels ?? {};
+    const roomSelector =
+      (d.apply.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'demo') as V1Deployment).spec
+        ?.selector.matchLabels ?? {};
     const redisLabels = pod ? (redis.spec?.template.metadata?.labels ?? {}) : {};
     expect(Object.entries(roomSelector).every(([k, v]) => redisLabels[k] === v)).toBe(false);
-    expect((d.apply[2] as V1Service).spec?.selector).toEqual(redis.spec?.selector.matchLabels);
+    const redisService = d.apply.find(
+      (o) => o.kind === 'Service' && o.metadata?.name === 'demo-redis',
+    ) as V1Service;
+    expect(redisService.spec?.selector).toEqual(redis.spec?.selector.matchLabels);
 
     expect(roomContainer(d)?.env).toEqual(
       expect.arrayContaining([
@@ -436,17 +462,22 @@ describe('backplane', () => {
     );
     // The password survives reconciles.
     const again = desiredChildren(room(), opts, secret, key);
-    expect((again.apply[0] as V1Secret).data).toEqual(secret.data);
+    expect(secretOf(again).data).toEqual(secret.data);
   });
 
-  it("is the operator's shared Redis, with the room's own key prefix, when configured", () => {
-    const url = 'rediss://user:pw@redis.shared.svc:6380/2';
+  it("is the operator's shared Redis, as the room's own ACL user with its own key prefix, when configured", () => {
+    const url = 'rediss://admin:admin-pw@redis.shared.svc:6380/2';
     const d = desiredChildren(room(), { ...opts, sharedRedisUrl: url }, undefined, key);
-    expect(d.backplane).toEqual({ mode: 'shared', url });
+    expect(d.backplane).toEqual({ mode: 'shared', adminUrl: url });
     expect(names(d)).not.toContain('Deployment/demo-redis');
-    const secret = d.apply[0] as V1Secret;
-    expect(b64decode(secret.data?.redisUrl)).toBe(url);
-    expect(secret.data?.redisPassword).toBeUndefined();
+    const secret = secretOf(d);
+    const password = b64decode(secret.data?.redisPassword);
+    expect(password).toMatch(/^generated-key-/);
+    // the room's user and password: never the admin's
+    expect(b64decode(secret.data?.redisUrl)).toBe(
+      `rediss://room%3Ateam-a%3Ademo:${encodeURIComponent(password)}@redis.shared.svc:6380/2`,
+    );
+    expect(b64decode(secret.data?.redisUrl)).not.toContain('admin-pw');
     expect(roomContainer(d)?.env).toContainEqual({
       name: 'ROOM_REDIS_KEY_PREFIX',
       value: 'streamroom:team-a:demo:',
@@ -462,4 +493,71 @@ describe('imageTag', () => {
     ['room@sha256:abc', undefined],
     ['room:1.0@sha256:abc', '1.0'],
   ])('%s -> %s', (image, tag) => expect(imageTag(image)).toBe(tag));
+});
+
+describe('buildNetworkPolicies', () => {
+  const ports = (rule: { ports?: { protocol?: string; port?: number | string }[] } | undefined) =>
+    (rule?.ports ?? []).map((p) => `${p.protocol}/${p.port}`);
+
+  it('lets in web, media and metrics; lets out DNS, the room\u2019s Redis, its own relays and its ICE servers', () => {
+    const r = room({ iceServers: [{ urls: ['stun:stun.example.org', 'turns:turn.example.org:443'] }] });
+    const spec = resolveSpec(r, IMAGE);
+    const [fence, redis] = buildNetworkPolicies(r, spec, { mode: 'dedicated' }, MEDIA);
+    expect(fence?.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'StreamRoom', controller: true });
+    expect(fence?.spec?.podSelector).toEqual({ matchLabels: selectorLabels(r) });
+    expect(fence?.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(fence?.spec?.ingress?.map(ports)).toEqual([
+      ['TCP/8080'],
+      ['UDP/20000', 'TCP/20000'],
+      ['TCP/9090'],
+    ]);
+    expect(fence?.spec?.ingress?.every((rule) => rule._from === undefined)).toBe(true);
+    const egress = fence?.spec?.egress ?? [];
+    expect(egress.map(ports)).toEqual([
+      ['UDP/53', 'TCP/53'],
+      ['TCP/6379'],
+      ['UDP/20000', 'TCP/20000'],
+      ['UDP/443', 'TCP/443', 'UDP/3478', 'TCP/3478'],
+    ]);
+    expect(egress[1]?.to).toEqual([{ podSelector: { matchLabels: redisSelectorLabels(r) } }]);
+    // HostPort: relays reach each other at their nodes' addresses, on the room's port only
+    expect(egress[2]?.to).toBeUndefined();
+    const turn: MediaPlan = { mode: 'SFU', network: 'TURN', turnUrls: ['turn:t:3478'], turnRoomKey: 'k' };
+    const [viaTurn] = buildNetworkPolicies(r, spec, { mode: 'dedicated' }, turn);
+    expect(viaTurn?.spec?.egress?.[2]).toEqual({
+      to: [{ podSelector: { matchLabels: selectorLabels(r) } }],
+      ports: [
+        { protocol: 'UDP', port: 7882 },
+        { protocol: 'TCP', port: 7881 },
+      ],
+    });
+    // the room's Redis: only the room's pods may connect, and it connects nowhere
+    expect(redis?.spec?.ingress).toEqual([
+      {
+        _from: [{ podSelector: { matchLabels: selectorLabels(r) } }],
+        ports: [{ protocol: 'TCP', port: 6379 }],
+      },
+    ]);
+    expect(redis?.spec?.egress).toEqual([]);
+  });
+
+  it('takes web traffic only from the ingress controller\u2019s namespace when the room is behind an Ingress', () => {
+    const r = room({ expose: { type: 'Ingress', host: 'live.example.com' }, replicas: { max: 1 } });
+    const [fence, ...rest] = buildNetworkPolicies(
+      r,
+      resolveSpec(r, IMAGE),
+      NONE,
+      { mode: 'PeerToPeer' },
+      {
+        ingressNamespace: 'ingress-nginx',
+      },
+    );
+    expect(rest).toEqual([]);
+    expect(fence?.spec?.ingress?.[0]?._from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+    ]);
+    // PeerToPeer: no media port, only DNS out
+    expect(fence?.spec?.ingress?.map(ports)).toEqual([['TCP/8080'], ['TCP/9090']]);
+    expect(fence?.spec?.egress?.map(ports)).toEqual([['UDP/53', 'TCP/53']]);
+  });
 });

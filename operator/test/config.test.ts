@@ -15,6 +15,7 @@ describe('loadConfig', () => {
       healthAddress: '0.0.0.0:8081',
       mediaNetwork: 'HostPort',
       mediaPortRange: { from: 20000, to: 29999 },
+      policy: { images: [], hosts: new Map() },
     });
   });
 

@@ -182,3 +182,66 @@ describe('media networks', () => {
     );
   });
 });
+
+describe('what a room may reach', () => {
+  const credential = (name: string, labels: Record<string, string>) =>
+    api.put({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: NS, labels },
+      data: { password: b64('s3cret') },
+    });
+  const turnRoom = (name: string, secret: string, key = 'password') =>
+    room(name, {
+      replicas: { max: 1 },
+      iceServers: [
+        { urls: ['turn:turn.example.com:3478'], username: 'u', credentialSecretRef: { name: secret, key } },
+      ],
+    });
+
+  it('takes a TURN credential only from a Secret labelled for rooms, never from a room\u2019s keys', async () => {
+    credential('turn-ok', { 'streamroom.dev/room-credential': 'true' });
+    credential('db-password', {});
+    const victim = room('victim', { replicas: { max: 1 } });
+    caches.of('StreamRoom').set(victim);
+    await controller.reconcile(`${NS}/victim`);
+    const keys = api.get<V1Secret>('Secret', NS, 'victim-keys');
+    // (a room's keys carry the label a hostile tenant might copy: refused by their managed-by label)
+    api.put({
+      ...keys!,
+      metadata: {
+        ...keys!.metadata,
+        labels: { ...keys!.metadata?.labels, 'streamroom.dev/room-credential': 'true' },
+      },
+    });
+
+    caches.of('StreamRoom').set(turnRoom('good', 'turn-ok'));
+    await controller.reconcile(`${NS}/good`);
+    expect(api.get('Deployment', NS, 'good')).toBeDefined();
+
+    for (const [name, secret, reason] of [
+      ['thief', 'victim-keys', 'CredentialNotAllowed'],
+      ['snoop', 'db-password', 'CredentialNotAllowed'],
+      ['typo', 'no-such-secret', 'CredentialNotFound'],
+    ] as const) {
+      caches
+        .of('StreamRoom')
+        .set(turnRoom(name, secret, secret === 'victim-keys' ? 'broadcasterKey' : 'password'));
+      await expect(controller.reconcile(`${NS}/${name}`)).rejects.toThrow();
+      expect(api.get('Deployment', NS, name)).toBeUndefined();
+      const status = api.get<StreamRoom>('StreamRoom', NS, name)?.status;
+      expect(status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe(reason);
+    }
+    expect(api.events.filter((e) => e.reason === 'CredentialNotAllowed')).toHaveLength(2);
+  });
+
+  it('fences every room with a NetworkPolicy of its own, applied before anything else', async () => {
+    caches.of('StreamRoom').set(room('fenced'));
+    const order: string[] = [];
+    api.beforeCall = (verb, obj) => {
+      if (verb === 'apply' || verb === 'create') order.push(`${obj?.kind}/${obj?.metadata?.name}`);
+    };
+    await controller.reconcile(`${NS}/fenced`);
+    expect(order.slice(0, 2)).toEqual(['NetworkPolicy/fenced', 'NetworkPolicy/fenced-redis']);
+  });
+});

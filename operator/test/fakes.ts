@@ -17,7 +17,7 @@ const clone = <T>(o: T): T => structuredClone(o);
 
 export class FakeApi implements ControllerApi {
   readonly objects = new Map<string, Obj>();
-  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, event: 0 };
+  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, finalizers: 0, event: 0 };
   readonly events: { type: string; reason: string; message: string }[] = [];
   /** Runs before each API call; may throw to fail it. */
   beforeCall: (verb: string, obj?: KubernetesObject) => void = () => undefined;
@@ -82,6 +82,17 @@ export class FakeApi implements ControllerApi {
     this.writes.status++;
     const current = this.get<StreamRoom>(room.kind, room.metadata.namespace, room.metadata.name);
     if (current) this.put({ ...current, status });
+  }
+
+  async setFinalizers(room: StreamRoom, finalizers: string[]): Promise<void> {
+    this.beforeCall('finalizers', room);
+    this.writes.finalizers++;
+    const current = this.get<StreamRoom>(room.kind, room.metadata.namespace, room.metadata.name);
+    if (!current) throw apiError(404, `streamroom ${room.metadata.name} not found`);
+    if (room.metadata.resourceVersion && room.metadata.resourceVersion !== current.metadata.resourceVersion) {
+      throw apiError(409, 'the object has been modified');
+    }
+    this.put({ ...current, metadata: { ...current.metadata, finalizers } });
   }
 
   async event(_room: StreamRoom, type: string, reason: string, message: string): Promise<void> {

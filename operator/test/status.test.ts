@@ -1,7 +1,14 @@
 import { describe, expect, it } from '@jest/globals';
 import type { V1Deployment, V1Service } from '@kubernetes/client-node';
 import { resolveSpec } from '../src/defaults.js';
-import { computeStatus, roomUrl, statusChanged, type ObservedState } from '../src/status.js';
+import {
+  computeStatus,
+  MAX_MESSAGE,
+  mergeConditions,
+  roomUrl,
+  statusChanged,
+  type ObservedState,
+} from '../src/status.js';
 import type { StreamRoomSpec } from '../src/types.js';
 import { room } from './fixtures.js';
 
@@ -259,5 +266,19 @@ describe('status changes', () => {
     const s = computeStatus(observe({}, { now: new Date('2026-11-25T10:00:00.456Z') }));
     const stored = JSON.parse(JSON.stringify(s).replace(/\.456Z/g, 'Z')) as typeof s;
     expect(statusChanged(stored, s)).toBe(false);
+  });
+});
+
+describe('condition messages', () => {
+  it('are cut to the length of an Event message', () => {
+    const long = 'x'.repeat(5000);
+    const [c] = mergeConditions(
+      undefined,
+      { Ready: { status: 'False', reason: 'R', message: long } } as never,
+      1,
+      new Date(),
+    );
+    expect(c?.message).toHaveLength(MAX_MESSAGE);
+    expect(c?.message.endsWith('…')).toBe(true);
   });
 });

@@ -46,6 +46,11 @@ app.kubernetes.io/part-of: streamroom
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The namespaces the operator works in: none listed (cluster-wide), or the listed ones, or its own. */}}
+{{- define "streamroom-operator.namespaces" -}}
+{{- if not .Values.rbac.clusterWide }}{{ join "," (.Values.watchNamespaces | default (list .Release.Namespace)) }}{{ end }}
+{{- end }}
+
 {{- define "streamroom-operator.defaultRoomImage" -}}
 {{- default (printf "streamroom/room:%s" .Chart.AppVersion) .Values.defaultRoomImage }}
 {{- end }}
@@ -73,8 +78,18 @@ The rules the operator needs in each namespace it watches, read from operator/sr
 - apiGroups: [streamroom.dev]
   resources: [streamrooms/finalizers]
   verbs: [update]
+{{- if .Values.backplane.sharedRedisUrlSecret.name }}
+# (the finalizer that deletes a room's user on the shared Redis)
+- apiGroups: [streamroom.dev]
+  resources: [streamrooms]
+  verbs: [patch]
+{{- end }}
+# Secrets: a room's keys; never deleted by the operator (they go with the room)
 - apiGroups: ['']
-  resources: [secrets, services]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: ['']
+  resources: [services]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
@@ -83,7 +98,7 @@ The rules the operator needs in each namespace it watches, read from operator/sr
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [networking.k8s.io]
-  resources: [ingresses]
+  resources: [ingresses, networkpolicies]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: ['']
   resources: [events]
@@ -104,4 +119,13 @@ The rules the operator needs in each namespace it watches, read from operator/sr
 app.kubernetes.io/name: streamroom-turn
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: turn
+{{- end }}
+
+{{/* policy.allowedIngressHosts as the operator's flag: "ns=a,b;*=c". */}}
+{{- define "streamroom-operator.allowedHosts" -}}
+{{- $entries := list }}
+{{- range $ns, $suffixes := .Values.policy.allowedIngressHosts }}
+{{- $entries = append $entries (printf "%s=%s" $ns (join "," $suffixes)) }}
+{{- end }}
+{{- join ";" $entries }}
 {{- end }}
