@@ -3,7 +3,8 @@
 #
 #   e2e/cluster/build.sh                       # everything
 #   e2e/cluster/build.sh etcd kube-apiserver   # only some
-#   e2e/cluster/build.sh --real-node           # everything + the real node's kubelet, kube-proxy, coredns, crictl
+#   e2e/cluster/build.sh --real-node           # everything + the real node's kubelet, kube-proxy, coredns, crictl,
+#                                              # kube-router (its NetworkPolicy controller)
 #
 # Binaries land in ${STREAMROOM_CACHE:-$HOME/.cache/streamroom}/bin/<tool>-<version>/<tool>.
 # A tool is skipped when its binary is present and `--version` (or equivalent) works.
@@ -18,7 +19,7 @@ source "$HERE/lib.sh"
 
 ALL_TOOLS=(kube-apiserver etcd etcdctl kubectl kube-controller-manager kube-scheduler kwok metrics-server helm)
 # only for `up.sh --real-node` (not built by default)
-NODE_TOOLS=(kubelet kube-proxy coredns crictl)
+NODE_TOOLS=(kubelet kube-proxy coredns crictl kube-router)
 
 if [[ "${1:-}" == --real-node ]]; then
   TOOLS=("${ALL_TOOLS[@]}" "${NODE_TOOLS[@]}")
@@ -58,6 +59,7 @@ tool_spec() {
     helm) echo "helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3" ;;
     coredns) echo "coredns|github.com/coredns/coredns|github.com/coredns/coredns" ;;
     crictl) echo "cri-tools|sigs.k8s.io/cri-tools/cmd/crictl|sigs.k8s.io/cri-tools" ;;
+    kube-router) echo "kube-router|github.com/cloudnativelabs/kube-router/v2/cmd/kube-router|github.com/cloudnativelabs/kube-router/v2" ;;
     *) return 1 ;;
   esac
 }
@@ -76,6 +78,9 @@ helm_ldflags() { # <version e.g. v3.22.0>
 tool_ldflags() { # <tool> <version>
   local tool="$1" v="$2"
   case "$tool" in
+    # (before kube-*: kube-router is not a Kubernetes binary)
+    kube-router) echo "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$v" \
+      "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=$BUILD_DATE" ;;
     kube-*|kubectl|kubelet) k8s_version_ldflags "$v" ;;
     etcd|etcdctl) echo "-X go.etcd.io/etcd/api/v3/version.GitSHA=$v" ;;
     kwok) echo "-X sigs.k8s.io/kwok/pkg/consts.Version=${v#v}" ;;

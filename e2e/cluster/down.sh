@@ -5,9 +5,10 @@
 # STREAMROOM_DOWN_TIMEOUT seconds (default 10), then SIGKILLs what is left.
 # STREAMROOM_KEEP_STATE=1 keeps the state dir (logs) after stopping.
 # With a real node (up.sh --real-node): the kubelet stops first, then every pod sandbox is removed
-# through the CRI (CNI DEL), then the rest; afterwards node/node.sh's node_cleanup removes leftover
-# containers/shims/mounts, the interfaces, the KUBE-*/CNI-* iptables chains and the pod cgroups,
-# and restores the sysctls. containerd's image store (/var/lib/streamroom-containerd) is kept,
+# through the CRI (CNI DEL), then the rest (also kube-router); afterwards node/node.sh's node_cleanup
+# removes leftover containers/shims/mounts, the interfaces, the KUBE-*/CNI-* iptables chains (kube-proxy,
+# CNI, kube-router's KUBE-ROUTER-*/KUBE-NWPLCY-*/KUBE-POD-FW-*), kube-router's ipsets and the pod
+# cgroups, and restores the sysctls. containerd's image store (/var/lib/streamroom-containerd) is kept,
 # unless STREAMROOM_PURGE_IMAGES=1.
 # shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # says what failed
@@ -102,7 +103,7 @@ fi
 if [[ "$REAL_NODE" == 1 ]]; then
   t0=$(date +%s%N)
   node_cleanup
-  log "cleaned up the real node (network, iptables, mounts, cgroups, sysctls) in $((($(date +%s%N) - t0) / 1000000))ms"
+  log "cleaned up the real node (network, iptables, ipsets, mounts, cgroups, sysctls) in $((($(date +%s%N) - t0) / 1000000))ms"
   if [[ "${STREAMROOM_PURGE_IMAGES:-0}" == 1 && -d "$CTRD_ROOT/io.containerd.metadata.v1.bolt" ]]; then # a containerd root, nothing else
     rm -rf "$CTRD_ROOT" && log "removed the node's image store $CTRD_ROOT"
   fi

@@ -40,6 +40,7 @@ tool_bin() {
     helm) moddir=helm keymod=helm.sh/helm/v3 ;;
     coredns) moddir=coredns keymod=github.com/coredns/coredns ;;
     crictl) moddir=cri-tools keymod=sigs.k8s.io/cri-tools ;;
+    kube-router) moddir=kube-router keymod=github.com/cloudnativelabs/kube-router/v2 ;;
     *) echo "tool_bin: unknown tool $tool" >&2; return 1 ;;
   esac
   echo "$STREAMROOM_BIN/$tool-$(module_version "$moddir" "$keymod")/$tool"

@@ -3,9 +3,9 @@
 #   up.sh --real-node -> load images -> Deployment + NodePort Service -> host to NodePort
 #   (127.0.0.1 and node IP), ClusterIP and pod IP; pod to pod, to a Service by DNS name and to the
 #   API server (service account); DNS (also getent in debian:bookworm-slim when docker has it);
-#   kubectl logs / exec / port-forward; real CPU of a busy pod in kubectl top and an HPA scaling on
-#   it -> down.sh -> the machine is as before (links, mounts, iptables chains, cgroups, sysctls,
-#   processes).
+#   kubectl logs / exec / port-forward; a NetworkPolicy enforced (kube-router); real CPU of a busy pod
+#   in kubectl top and an HPA scaling on it -> down.sh -> the machine is as before (links, mounts,
+#   iptables chains, ipsets, nftables tables, cgroups, sysctls, processes).
 #
 #   e2e/cluster/smoke-node.sh           # uses STREAMROOM_CLUSTER_DIR (default /tmp/streamroom-cluster)
 #   e2e/cluster/smoke-node.sh --keep    # leave the cluster running at the end (no cleanliness check)
@@ -46,6 +46,11 @@ links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -vE '
 sysctls() { local s; for s in "${NODE_SYSCTLS[@]}"; do echo "$s=$(cat "$(_sysctl_path "$s")" 2>/dev/null)"; done; }
 our_mounts() { grep -E "streamroom|$STATE" /proc/self/mountinfo || true; }
 chains() { { iptables-save; ip6tables-save; } 2>/dev/null | grep -E '^:(KUBE-|CNI-)' || true; }
+# kube-router's ipsets and the node's own nftables table (node_netpol_net_up)
+netpol_state() {
+  { ipset -n list 2>/dev/null | grep -E '^(inet6:)?(KUBE-(SRC|DST)-|TMP-)'
+    nft list tables 2>/dev/null | grep -F " $NODE_NFT_TABLE"; } || true
+}
 LINKS_BEFORE="$(links)"
 SYSCTLS_BEFORE="$(sysctls)"
 
@@ -179,6 +184,25 @@ echo "port-forward 127.0.0.1:$PF_PORT -> $P1:8080: $(curl -fsS -m 2 "http://127.
 kill "$PF_PID" 2>/dev/null || true
 wait "$PF_PID" 2>/dev/null || true
 
+if [[ "$NODE_NETPOL" != 0 ]]; then
+  step "NetworkPolicy (kube-router): deny all ingress to web; pod -> pod refused, node -> pod still allowed"
+  t=$(now_ms)
+  kn apply -f - <<'EOF' >/dev/null
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-deny-ingress}
+spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
+EOF
+  refused() { ! kn exec "$P1" -- /nettest get "http://$P2IP:8080/" >/dev/null 2>&1; }
+  until_ok 20 "$P1 -> $P2IP:8080 refused by the policy" refused
+  timing "NetworkPolicy applied -> enforced" "$(secs_since "$t")"
+  # the kubelet's readiness probes come from the node too: traffic from the node itself is allowed
+  curl -fsS -m 5 -o /dev/null "http://$P2IP:8080/" || fail "node -> pod IP blocked by the NetworkPolicy"
+  kn delete networkpolicy web-deny-ingress >/dev/null
+  until_ok 20 "$P1 -> $P2IP:8080 allowed again" kn exec "$P1" -- /nettest get "http://$P2IP:8080/" >/dev/null
+  echo "$P1 -> $P2IP:8080 refused while the policy existed; allowed again after it was deleted"
+fi
+
 step "real CPU: a busy pod (limit 300m) in kubectl top, and an HPA scaling on it"
 t=$(now_ms)
 kn apply -f - <<'EOF'
@@ -237,11 +261,12 @@ timing "down.sh" "$(secs_since "$t")"
 ip -o link show master "$NODE_BRIDGE" 2>/dev/null | grep -q . && fail "veths left on $NODE_BRIDGE"
 [[ -z "$(our_mounts)" ]] || fail "mounts left: $(our_mounts)"
 [[ -z "$(chains)" ]] || fail "iptables chains left: $(chains | tr '\n' ' ')"
+[[ -z "$(netpol_state)" ]] || fail "ipsets / nftables table left: $(netpol_state | tr '\n' ' ')"
 [[ "$(sysctls)" == "$SYSCTLS_BEFORE" ]] || fail "sysctls differ: $(diff <(echo "$SYSCTLS_BEFORE") <(sysctls) | tr '\n' ' ')"
 compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null && fail "kubepods cgroups left"
 pgrep -f "containerd-shim-runc-v2 .*-address $CTRD_SOCK" >/dev/null && fail "containerd shims left"
 pgrep -f "$STATE/" >/dev/null && fail "processes left: $(pgrep -af "$STATE/")"
 [[ ! -e "$CTRD_STATE" && ! -e "$NODE_MARKER" && ! -e "$STATE" ]] || fail "state left: $CTRD_STATE $NODE_MARKER $STATE"
-echo "clean: links, mounts, KUBE-/CNI- chains, sysctls, cgroups, processes, state dirs"
+echo "clean: links, mounts, KUBE-/CNI- chains, ipsets, nftables, sysctls, cgroups, processes, state dirs"
 echo "--- smoke-node OK"
 printf '%s\n' "${TIMINGS[@]}"

@@ -3,8 +3,9 @@
 # kube-scheduler) on 127.0.0.1, from binaries cached by build.sh; in full mode also kwok (simulated
 # nodes that run pods) and metrics-server (pod CPU/memory from kwok, for kubectl top and the HPA).
 #
-# With --real-node also a real node beside them: containerd, kubelet, kube-proxy and CoreDNS as
-# host processes, so pods run real containers (root only; see node/node.sh and README.md).
+# With --real-node also a real node beside them: containerd, kubelet, kube-proxy, CoreDNS and
+# kube-router's NetworkPolicy controller as host processes, so pods run real containers, isolated
+# by NetworkPolicies (root only; see node/node.sh and README.md).
 #
 #   e2e/cluster/up.sh [--apiserver-only | --real-node] [--owner-pid PID]
 #   eval "$(e2e/cluster/up.sh)"        # progress goes to stderr, the export line to stdout
@@ -34,6 +35,7 @@
 #   STREAMROOM_NODE_LABELS (streamroom.dev/node=real), STREAMROOM_KUBELET_PORT (10250),
 #   STREAMROOM_CONTAINERD_ROOT (/var/lib/streamroom-containerd: image store, kept by down.sh).
 #   STREAMROOM_KWOK_NODES defaults to 0 then; kwok nodes asked for get a NoSchedule taint.
+#   STREAMROOM_NETWORK_POLICY=0 does not run kube-router: NetworkPolicies are then not enforced.
 # shellcheck source-path=SCRIPTDIR source=../scripts/errors.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/errors.sh" # set -Eeuo pipefail; says what failed
 
@@ -49,7 +51,7 @@ while [[ $# -gt 0 ]]; do
     --apiserver-only) APISERVER_ONLY=1 ;;
     --real-node) REAL_NODE=1 ;;
     --owner-pid) OWNER_PID="$2"; shift ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -166,6 +168,7 @@ need=(etcd kube-apiserver)
 [[ "$KWOK_NODES" == 0 ]] || need+=(kwok)
 [[ "$METRICS_SERVER" != 1 ]] || need+=(metrics-server)
 [[ "$REAL_NODE" != 1 ]] || need+=(kubectl kubelet kube-proxy coredns crictl)
+[[ "$REAL_NODE" != 1 || "$NODE_NETPOL" == 0 ]] || need+=(kube-router)
 declare -A BIN
 missing=()
 for t in "${need[@]}"; do
@@ -239,11 +242,13 @@ cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
 if [[ "$REAL_NODE" == 1 ]]; then
   # kubelet: client cert (Node authorizer identity) and serving cert (the API server and
   # metrics-server reach it at its InternalIP and verify it against our CA); kube-proxy: user bound
-  # to the built-in system:node-proxier role; CoreDNS: node/coredns-rbac.yaml
+  # to the built-in system:node-proxier role; CoreDNS: node/coredns-rbac.yaml; kube-router:
+  # node/kube-router-rbac.yaml
   cert kubelet ca "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
   cert kubelet-serving ca "/CN=$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
   cert kube-proxy ca "/CN=system:kube-proxy" clientAuth
   cert coredns ca "/CN=streamroom:coredns" clientAuth
+  [[ "$NODE_NETPOL" == 0 ]] || cert kube-router ca "/CN=streamroom:kube-router" clientAuth
 fi
 if [[ "$KWOK_NODES" != 0 ]]; then
   # kwok's server is the "kubelet" of every simulated node (metrics-server scrapes it over TLS,
@@ -294,6 +299,7 @@ if [[ "$REAL_NODE" == 1 ]]; then
   kubeconfig "$STATE/kubelet.kubeconfig" kubelet
   kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy
   kubeconfig "$STATE/coredns.kubeconfig" coredns
+  [[ "$NODE_NETPOL" == 0 ]] || kubeconfig "$STATE/kube-router.kubeconfig" kube-router
   node_write_configs
 fi
 
@@ -466,6 +472,7 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
   fi
   if [[ "$REAL_NODE" == 1 ]]; then
     manifests+="$(node_object)"$'\n---\n'"$(cat "$HERE/node/coredns-rbac.yaml")"
+    [[ "$NODE_NETPOL" == 0 ]] || manifests+=$'\n---\n'"$(cat "$HERE/node/kube-router-rbac.yaml")"
   fi
   if [[ -n "$manifests" ]]; then
     wait_for "kube-system namespace" "${KUBECTL[@]}" get namespace kube-system
@@ -505,8 +512,37 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     wait_for "kubelet /healthz" curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
     wait_for "node $NODE_NAME Ready" node_ready
     wait_for "kube-proxy /healthz" curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+    netpol=""
+    if [[ "$NODE_NETPOL" != 0 ]]; then
+      # kube-router's NetworkPolicy controller only (no routing, no service proxy: the bridge CNI and
+      # kube-proxy do those). It reads the node's InternalIP at start, which the kubelet has set by
+      # now. Its health server (--health-port) would listen on every interface: off; readiness is its
+      # first full sync (node_netpol_ready). Pod traffic it does not reject it ACCEPTs in
+      # KUBE-ROUTER-FORWARD/-INPUT/-OUTPUT, whose jumps it keeps first in FORWARD/INPUT/OUTPUT
+      # (started after kube-proxy's first sync, so that kube-proxy's jumps do not land before them).
+      # That ACCEPT also passes pods' packets to Service IPs without endpoints, which kube-proxy's
+      # REJECT rules behind it would refuse: node_netpol_net_up refuses them again.
+      node_netpol_net_up "$SERVICE_CIDR"
+      start kube-router "${BIN[kube-router]}" \
+        --kubeconfig="$STATE/kube-router.kubeconfig" \
+        --hostname-override="$NODE_NAME" \
+        --run-firewall=true \
+        --run-router=false \
+        --run-service-proxy=false \
+        --run-loadbalancer=false \
+        --enable-cni=false \
+        --enable-ipv4=true \
+        --enable-ipv6=false \
+        --service-cluster-ip-range="$SERVICE_CIDR" \
+        --iptables-sync-period=30s \
+        --health-port=0 \
+        --metrics-port=0 \
+        --v=1
+      netpol=", kube-router (NetworkPolicy)"
+    fi
     wait_for "CoreDNS /ready" curl -fsS "http://127.0.0.1:$COREDNS_READY_PORT/ready"
-    log "real node $NODE_NAME ($NODE_IP) Ready: kubelet :$NODE_KUBELET_PORT, kube-proxy, CoreDNS $NODE_IP:53 ($(elapsed))"
+    [[ "$NODE_NETPOL" == 0 ]] || wait_for "kube-router's first NetworkPolicy sync (iptables KUBE-ROUTER-FORWARD)" node_netpol_ready
+    log "real node $NODE_NAME ($NODE_IP) Ready: kubelet :$NODE_KUBELET_PORT, kube-proxy, CoreDNS $NODE_IP:53$netpol ($(elapsed))"
   fi
   if [[ "$METRICS_SERVER" == 1 ]]; then
     wait_for "APIService v1beta1.metrics.k8s.io Available" "${KUBECTL[@]}" wait --timeout=1s \

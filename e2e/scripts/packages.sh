@@ -7,10 +7,11 @@
 # the cluster's certificates (openssl).
 # shellcheck disable=SC2034 # used by the scripts that source this file
 TEST_PACKAGES=(chromium=chromium lua5.4=lua5.4 redis-server=redis-server openssl=openssl)
-# the real node of the local cluster (e2e/cluster/node/node.sh)
+# the real node of the local cluster (e2e/cluster/node/node.sh); ipset for kube-router's network
+# policy controller, nft for the node's rule that rejects pod traffic to Services without endpoints
 NODE_PACKAGES=(containerd=containerd ctr=containerd containerd-shim-runc-v2=containerd runc=runc
   conntrack=conntrack iptables=iptables ip=iproute2 socat=socat mount=mount flock=util-linux
-  "/usr/lib/cni/bridge|/opt/cni/bin/bridge=containernetworking-plugins")
+  "/usr/lib/cni/bridge|/opt/cni/bin/bridge=containernetworking-plugins" ipset=ipset nft=nftables)
 # the images (e2e/images/build.sh): a Docker engine (debootstrap, for the base image, only when needed)
 # shellcheck disable=SC2034
 IMAGE_PACKAGES=(dockerd=docker.io docker=docker.io)

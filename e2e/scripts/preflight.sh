@@ -35,7 +35,7 @@ need_node_modules() {
 # The binaries of the local control plane, built once from the Go module proxy and cached; extra
 # tools as arguments (e.g. the real node's kubelet kube-proxy coredns crictl).
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server helm)
-NODE_TOOLS=(kubelet kube-proxy coredns crictl)
+NODE_TOOLS=(kubelet kube-proxy coredns crictl kube-router)
 
 # cluster_mode: which cluster has real containers (e2e/scripts/cluster.sh): STREAMROOM_CLUSTER, else
 # kind when the kind command exists, else local.

@@ -20,6 +20,8 @@ const HIDDEN: Record<string, string> = {
   runc: 'runc',
   conntrack: 'conntrack',
   iptables: 'iptables',
+  ipset: 'ipset',
+  nft: 'nftables',
   socat: 'socat',
   chromium: 'chromium',
   'lua5.4': 'lua5.4',
@@ -27,7 +29,7 @@ const HIDDEN: Record<string, string> = {
   docker: 'docker.io',
   dockerd: 'docker.io',
 };
-const NODE_PACKAGES = 'containerd runc conntrack iptables socat containernetworking-plugins';
+const NODE_PACKAGES = 'containerd runc conntrack iptables socat containernetworking-plugins ipset nftables';
 const BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'streamroom-setup-'));

@@ -1,6 +1,7 @@
 # The real node of `up.sh --real-node`: settings, preflight, host network, containerd, kubelet,
-# kube-proxy and CoreDNS configuration, and the cleanup down.sh runs. Sourced by up.sh, down.sh and
-# load-images.sh (after lib.sh); needs STATE (the cluster state dir).
+# kube-proxy and CoreDNS configuration, the NetworkPolicy controller (kube-router), and the cleanup
+# down.sh runs. Sourced by up.sh, down.sh and load-images.sh (after lib.sh); needs STATE (the
+# cluster state dir).
 # shellcheck shell=bash
 
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -23,6 +24,8 @@ node_settings() {
   CTRD_SOCK="$CTRD_STATE/containerd.sock"
   NODE_DIR="$STATE/node"
   NODE_MARKER=/run/streamroom-real-node # holds the state dir of the running real-node cluster
+  # NetworkPolicies enforced by kube-router's policy controller (iptables + ipsets); 0 = not enforced
+  NODE_NETPOL="${STREAMROOM_NETWORK_POLICY:-1}"
   node_find_cni
 }
 
@@ -52,7 +55,6 @@ node_save_env() {
 # ---------------------------------------------------------------- preflight
 # shellcheck source=../../scripts/packages.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/packages.sh"
-
 node_preflight() {
   [[ $(id -u) -eq 0 ]] || { log "--real-node needs root (containerd, kubelet, network and iptables setup)"; return 1; }
   need_packages "${NODE_PACKAGES[@]}" || return 1
@@ -68,6 +70,14 @@ node_preflight() {
   fi
   [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] ||
     { log "--real-node needs cgroups (memory controller not found under /sys/fs/cgroup)"; return 1; }
+  if [[ "$NODE_NETPOL" != 0 ]]; then
+    # kube-router's rules: ipsets (hash:ip, hash:net) and the iptables matches set, physdev, addrtype,
+    # conntrack, mark, multiport, comment, limit and targets REJECT, MARK, NFLOG (all built into
+    # this VM's kernel). Without ip_set, ipset fails at once.
+    local err
+    err="$(ipset -n list 2>&1 >/dev/null)" ||
+      { log "NetworkPolicy (kube-router) needs the kernel's ip_set (ipset -n list: $err); STREAMROOM_NETWORK_POLICY=0 runs without it"; return 1; }
+  fi
 }
 
 # node_running_elsewhere: prints the state dir of a live real-node cluster (any state dir), if any.
@@ -115,6 +125,51 @@ node_net_up() {
   echo 1 >/proc/sys/net/ipv4/ip_forward
   # bridged pod <-> pod traffic must go through iptables (Service DNAT for pods on the same bridge)
   echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+}
+
+# ---------------------------------------------------------------- NetworkPolicy (kube-router)
+# node_netpol_ready: kube-router's policy controller has finished a full sync: its jump is the first
+# rule of FORWARD (before kube-proxy's, docker's and the CNI's) and KUBE-ROUTER-FORWARD ends with
+# the ACCEPT of policy-compliant traffic (mark 0x20000), which a sync appends after the pods' chains.
+node_netpol_ready() {
+  local rules
+  rules="$(iptables -w 5 -S FORWARD 2>/dev/null)" || return 1
+  [[ "$(grep -m1 -- '^-A FORWARD' <<<"$rules")" == *"-j KUBE-ROUTER-FORWARD" ]] || return 1
+  rules="$(iptables -w 5 -S KUBE-ROUTER-FORWARD 2>/dev/null)" || return 1
+  [[ "$rules" == *"--mark 0x20000/0x20000 -j ACCEPT"* ]]
+}
+
+# Our own nftables table (beside iptables-nft's), only while kube-router runs.
+NODE_NFT_TABLE=streamroom-node
+
+# node_netpol_net_up <service CIDR>: pods' connections to a Service IP that kube-proxy did not DNAT
+# (a Service without endpoints, or no Service at all) are refused, as kube-proxy alone does: its
+# REJECT rules sit in filter FORWARD behind kube-router's jump, and kube-router ACCEPTs every pod
+# packet that its policies allow, so without this such a packet would leave through the default
+# route. An nftables base chain of its own on the forward hook rejects them whatever iptables
+# accepted (an accept ends only its own chain; a reject ends the packet).
+node_netpol_net_up() {
+  nft -f - <<EOF
+add table ip $NODE_NFT_TABLE
+delete table ip $NODE_NFT_TABLE
+table ip $NODE_NFT_TABLE {
+  chain services {
+    type filter hook forward priority filter - 5; policy accept;
+    iifname "$NODE_BRIDGE" ip daddr $1 counter reject comment "not DNATed by kube-proxy: no endpoints"
+  }
+}
+EOF
+}
+
+# _destroy_netpol_ipsets: kube-router's ipsets (KUBE-SRC-*, KUBE-DST-* per policy, TMP-<16 chars>
+# left by a restore it did not finish; inet6: for IPv6); only after the iptables rules using them
+# are gone (a referenced set cannot be destroyed).
+_destroy_netpol_ipsets() {
+  local set
+  command -v ipset >/dev/null 2>&1 || return 0
+  for set in $(ipset -n list 2>/dev/null | grep -E '^(inet6:)?(KUBE-(SRC|DST)-|TMP-[A-Z2-7]{16}$)'); do
+    ipset destroy "$set" 2>/dev/null || log "could not destroy ipset $set"
+  done
 }
 
 # ---------------------------------------------------------------- config files
@@ -400,8 +455,11 @@ node_cleanup() {
   local kp
   kp="$(tool_bin kube-proxy 2>/dev/null)"
   [[ -x "$kp" ]] && timeout 30 "$kp" --cleanup >/dev/null 2>&1 # exits 1 when e.g. IPVS is missing
+  # (also kube-router's KUBE-ROUTER-*, KUBE-NWPLCY-*, KUBE-POD-FW-* chains; then its ipsets)
   _purge_chains iptables
   _purge_chains ip6tables
+  _destroy_netpol_ipsets
+  command -v nft >/dev/null 2>&1 && nft delete table ip "$NODE_NFT_TABLE" 2>/dev/null
   conntrack -D -s "$NODE_CLUSTER_CIDR" >/dev/null 2>&1 || true
   conntrack -D -d "$NODE_CLUSTER_CIDR" >/dev/null 2>&1 || true
   # the kubelet's pod cgroups (cgroupfs driver), deepest first
