@@ -128,7 +128,7 @@ async function roomPods(room: string): Promise<string[]> {
   return out.trim().split(' ').filter(Boolean);
 }
 
-/** How many sockets of a role the room server at `url` holds itself (its replica_sockets gauge). */
+/** How many sockets of a role the room server whose metrics are at `url` holds itself (replica_sockets). */
 async function roleSockets(url: string, role: 'broadcaster' | 'viewer'): Promise<number> {
   const text = await (await fetch(`${url}metrics`)).text();
   return Number(
@@ -394,11 +394,15 @@ describe('rooms on a cluster with real containers', () => {
     const byPod = new Map(
       await Promise.all(pods.map(async (p) => [p, await forward(`pod/${p}`, 8080)] as const)),
     );
+    // each pod's /metrics, on its own port (not in the room's Service)
+    const metricsOf = new Map(
+      await Promise.all(pods.map(async (p) => [p, await forward(`pod/${p}`, 9090)] as const)),
+    );
     const key = await secretValue('trio-keys', 'broadcasterKey');
     // the broadcaster comes in through the Service, as users do; viewers are pinned to the other pods
     const broadcaster = await openBroadcaster(browser, contexts, url, key);
     const home = await eventually('the broadcaster\u2019s pod', async () => {
-      for (const [pod, u] of byPod) if ((await roleSockets(u, 'broadcaster')) === 1) return pod;
+      for (const [pod, u] of metricsOf) if ((await roleSockets(u, 'broadcaster')) === 1) return pod;
       return undefined;
     });
     const [b, c] = pods.filter((p) => p !== home) as [string, string];

@@ -107,7 +107,11 @@ async function connect(url: string): Promise<Client> {
 /** The subset of room-image/src/server/backplane.ts and redis-state.ts this test drives. */
 interface RoomBackplane {
   readonly state: {
-    tryAddViewer(id: string, max: number): Promise<boolean>;
+    tryAddViewer(
+      id: string,
+      address: string,
+      limits: { max: number; perAddress: number },
+    ): Promise<'seated' | 'room_full' | 'address_full'>;
     removeViewer(id: string): Promise<void>;
     hasViewer(id: string): Promise<boolean>;
     viewerIds(): Promise<string[]>;
@@ -116,7 +120,8 @@ interface RoomBackplane {
     broadcaster(): Promise<string | undefined>;
     setLive(id: string, live: boolean): Promise<boolean>;
     presence(): Promise<{ viewers: number; broadcasterOnline: boolean; live: boolean }>;
-    addMessage(message: ChatMessage, historySize: number): Promise<void>;
+    addMessage(message: ChatMessage, limits: { size: number; bytes: number }): Promise<void>;
+    takeNewUserToken(address: string, perMinute: number): Promise<boolean>;
     history(): Promise<ChatMessage[]>;
     takeChatToken(userId: string, perMinute: number): Promise<boolean>;
     tick(sweep: boolean): Promise<{ readded: string[]; swept: string[] }>;
@@ -255,9 +260,13 @@ describe('RedisAcl against redis-server', () => {
       // Seats, broadcaster and presence, across the two replicas (the Lua scripts, EVALSHA/EVAL).
       const s1 = one.backplane.state;
       const s2 = two.backplane.state;
-      expect(await s1.tryAddViewer('v1', 2)).toBe(true);
-      expect(await s2.tryAddViewer('v2', 2)).toBe(true);
-      expect(await s2.tryAddViewer('v3', 2)).toBe(false);
+      const seats = { max: 3, perAddress: 2 };
+      expect(await s1.tryAddViewer('v1', '192.0.2.1', seats)).toBe('seated');
+      expect(await s2.tryAddViewer('v2', '192.0.2.1', seats)).toBe('seated');
+      expect(await s2.tryAddViewer('v3', '192.0.2.1', seats)).toBe('address_full');
+      expect(await s1.tryAddViewer('v3', '192.0.2.2', { max: 2, perAddress: 2 })).toBe('room_full');
+      expect(await s1.takeNewUserToken('192.0.2.1', 1)).toBe(true);
+      expect(await s2.takeNewUserToken('192.0.2.1', 1)).toBe(false);
       expect(await s2.hasViewer('v1')).toBe(true);
       expect((await s1.viewerIds()).sort()).toEqual(['v1', 'v2']);
       expect(await s1.setBroadcaster('b1')).toBeUndefined();
@@ -267,7 +276,7 @@ describe('RedisAcl against redis-server', () => {
 
       // Chat: history and the per-user rate limit.
       const message: ChatMessage = { id: 'm1', name: 'Ann', role: 'viewer', text: 'hi', ts: 1 };
-      await s1.addMessage(message, 50);
+      await s1.addMessage(message, { size: 50, bytes: 65536 });
       expect(await s2.history()).toEqual([message]);
       expect(await s2.takeChatToken('v1', 1)).toBe(true);
       expect(await s1.takeChatToken('v1', 1)).toBe(false);

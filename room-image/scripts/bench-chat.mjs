@@ -118,6 +118,10 @@ async function startReplica(redisUrl) {
     ROOM_BROADCASTER_KEY: KEY,
     ROOM_NAME: 'bench',
     CHAT_MESSAGES_PER_MINUTE: String(MESSAGES_PER_MINUTE),
+    // every bench client comes from 127.0.0.1, and replicas share the host
+    ROOM_MAX_VIEWERS_PER_ADDRESS: '0',
+    ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE: '0',
+    ROOM_METRICS_PORT: '0',
     ...(redisUrl ? { ROOM_REDIS_URL: redisUrl } : {}),
   };
   const { child, match } = await start(process.execPath, ['dist/server/main.js'], env, /"port":(\d+)/);

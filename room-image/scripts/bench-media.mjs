@@ -47,6 +47,8 @@ async function room(mode) {
       ROOM_BROADCASTER_KEY: KEY,
       ROOM_MEDIA_MODE: mode,
       ROOM_MAX_VIEWERS: '1000',
+      ROOM_MAX_VIEWERS_PER_ADDRESS: '0', // every viewer of the bench comes from 127.0.0.1
+      ROOM_METRICS_PORT: '0',
       ROOM_RELAY_LISTEN_ADDRESS: '127.0.0.1',
       ROOM_RELAY_INCLUDE_LOOPBACK: 'true',
     }),

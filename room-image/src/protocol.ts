@@ -103,6 +103,8 @@ export const CONNECTION_REJECT_REASONS = [
   'bad_viewer_key',
   'invalid_name',
   'room_full',
+  /** Too many viewers from the client's address (its network) are in the room: retry later. */
+  'too_many_from_address',
   'shutting_down',
   'unavailable',
 ] as const;

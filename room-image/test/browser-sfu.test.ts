@@ -71,7 +71,7 @@ describe('an SFU room in Chromium', () => {
     after.forEach((n, i) => expect(n).toBeGreaterThan(before[i]! + 10));
     // the broadcaster's browser holds one connection however many watch: the relay fans out
     expect(await broadcasterPeers(broadcaster)).toBe(1);
-    expect(await metric(server.url, 'streamroom_relay_viewers')).toBe(3);
+    expect(await metric(server.metricsUrl, 'streamroom_relay_viewers')).toBe(3);
     await viewers[0]!.getByText('3 watching').waitFor();
 
     // a late joiner: from opening the page to the first decoded frame

@@ -17,6 +17,7 @@ describe('loadConfig', () => {
     const c = loadConfig({ ...base, ROOM_NAME: 'demo' });
     expect(c).toEqual({
       port: 8080,
+      metricsPort: 9090,
       listenAddress: undefined,
       roomName: 'demo',
       roomNamespace: 'default',
@@ -39,7 +40,31 @@ describe('loadConfig', () => {
           includeLoopback: false,
         },
       },
+      limits: { chatHistoryBytes: 262_144, viewersPerAddress: 20, newUsersPerAddressPerMinute: 30 },
+      trustedProxies: [],
+      allowedOrigins: [],
     });
+  });
+
+  it('reads the limits, trusted proxies, allowed origins and the metrics port', () => {
+    const c = loadConfig({
+      ...base,
+      ROOM_METRICS_PORT: '9100',
+      CHAT_HISTORY_MAX_BYTES: '65536',
+      ROOM_MAX_VIEWERS_PER_ADDRESS: '0',
+      ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE: '5',
+      ROOM_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.1,fd00::/8',
+      ROOM_ALLOWED_ORIGINS: 'https://Embed.Example, http://localhost:3000/',
+    });
+    expect(c.metricsPort).toBe(9100);
+    expect(c.limits).toEqual({
+      chatHistoryBytes: 65536,
+      viewersPerAddress: 0,
+      newUsersPerAddressPerMinute: 5,
+    });
+    expect(c.trustedProxies).toEqual(['10.0.0.0/8', '192.0.2.1', 'fd00::/8']);
+    expect(c.allowedOrigins).toEqual(['https://embed.example', 'http://localhost:3000']);
+    expect(loadConfig({ ...base, PORT: '0', ROOM_METRICS_PORT: '0' }).metricsPort).toBe(0);
   });
 
   it('reads the media settings and refuses bad ones', () => {
@@ -139,10 +164,35 @@ describe('loadConfig', () => {
       { ...base, ROOM_REDIS_URL: 'redis://redis:6379', ROOM_REDIS_KEY_PREFIX: 'a b' },
       'ROOM_REDIS_KEY_PREFIX',
     ],
+    [{ ...base, ROOM_METRICS_PORT: '8080' }, 'ROOM_METRICS_PORT'],
+    [{ ...base, ROOM_METRICS_PORT: '65536' }, 'ROOM_METRICS_PORT'],
+    [{ ...base, CHAT_HISTORY_MAX_BYTES: '100' }, 'CHAT_HISTORY_MAX_BYTES'],
+    [{ ...base, CHAT_HISTORY_MAX_BYTES: '2000000' }, 'CHAT_HISTORY_MAX_BYTES'],
+    [{ ...base, ROOM_MAX_VIEWERS_PER_ADDRESS: '-1' }, 'ROOM_MAX_VIEWERS_PER_ADDRESS'],
+    [{ ...base, ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE: 'many' }, 'ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE'],
+    [{ ...base, ROOM_TRUSTED_PROXIES: 'ingress-nginx' }, 'ROOM_TRUSTED_PROXIES'],
+    [{ ...base, ROOM_TRUSTED_PROXIES: '10.0.0.0/33' }, 'ROOM_TRUSTED_PROXIES'],
+    [{ ...base, ROOM_TRUSTED_PROXIES: '10.0.0.1,' }, 'ROOM_TRUSTED_PROXIES'],
+    [{ ...base, ROOM_ALLOWED_ORIGINS: 'embed.example' }, 'ROOM_ALLOWED_ORIGINS'],
+    [{ ...base, ROOM_ALLOWED_ORIGINS: 'https://embed.example/page' }, 'ROOM_ALLOWED_ORIGINS'],
+    [{ ...base, ROOM_ALLOWED_ORIGINS: 'ftp://embed.example' }, 'ROOM_ALLOWED_ORIGINS'],
   ])('rejects %j naming %s', (env, variable) => {
     const err = errorOf(env as Record<string, string>);
     expect(err.variable).toBe(variable);
     expect(err.message).toContain(variable);
+  });
+
+  it('truncates a title over 120 characters (as the CRD counts them) with a warning, never fails', () => {
+    const warnings: string[] = [];
+    const warn = (variable: string, message: string): void => void warnings.push(`${variable}: ${message}`);
+    const emoji = '\u{1F600}'; // one character, two UTF-16 units
+    expect(loadConfig({ ...base, ROOM_TITLE: emoji.repeat(120) }, warn).title).toBe(emoji.repeat(120));
+    expect(warnings).toEqual([]);
+    expect(loadConfig({ ...base, ROOM_TITLE: emoji.repeat(121) }, warn).title).toBe(emoji.repeat(120));
+    expect(warnings).toEqual([expect.stringMatching(/^ROOM_TITLE: .*truncated to 120 characters/)]);
+    // ... at a character boundary that keeps a family emoji (one grapheme of 7 characters) whole.
+    const family = '\u{1F468}\u200D\u{1F469}\u200D\u{1F467}\u200D\u{1F466}';
+    expect(loadConfig({ ...base, ROOM_TITLE: 'a'.repeat(115) + family }).title).toBe('a'.repeat(115));
   });
 
   it('never puts key values in error messages', () => {

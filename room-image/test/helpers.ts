@@ -4,7 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { io as ioClient, type Socket } from 'socket.io-client';
+import { io as ioClient, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { bundleClient } from '../src/build/bundle.js';
 import { loadConfig, type RoomConfig } from '../src/server/config.js';
 import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
@@ -33,6 +33,7 @@ export function testEnv(env: Record<string, string> = {}): Record<string, string
     ROOM_NAME: 'test-room',
     ROOM_BROADCASTER_KEY: BROADCASTER_KEY,
     PORT: '0',
+    ROOM_METRICS_PORT: '0',
     ROOM_MEDIA_MODE: 'PeerToPeer',
     ROOM_RELAY_LISTEN_ADDRESS: '127.0.0.1',
     ROOM_RELAY_INCLUDE_LOOPBACK: 'true',
@@ -67,12 +68,26 @@ export interface Auth {
 
 const open: Socket[] = [];
 
-/** Connects a socket.io client; resolves with it after `welcome`, rejects on connect_error. */
+/**
+ * Connects a socket.io client; resolves with it after `welcome`, rejects on connect_error. `options`
+ * adds client options (e.g. `extraHeaders`).
+ */
 export function connect(
   url: string,
   auth: Auth,
+  options: Partial<ManagerOptions & SocketOptions> = {},
+  /** Listeners attached before connecting (events that may come in the same packet as the welcome). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  listeners: Record<string, (...args: any[]) => void> = {},
 ): Promise<{ socket: Socket; welcome: Record<string, unknown> }> {
-  const socket = ioClient(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+  const socket = ioClient(url, {
+    auth,
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    ...options,
+  });
+  for (const [event, listener] of Object.entries(listeners)) socket.on(event, listener);
   open.push(socket);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('connect timed out')), 5000);
@@ -124,8 +139,9 @@ export async function waitFor(
   throw new Error('condition not met in time');
 }
 
-export async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+/** A sample of `metricsUrl`/metrics (RunningServer.metricsUrl, RoomProcess.metricsUrl). */
+export async function metric(metricsUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   if (line === undefined) throw new Error(`metric ${name} not found`);
   return Number(line.slice(name.length + 1));

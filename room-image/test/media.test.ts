@@ -48,7 +48,8 @@ async function steadyStats(s: Swarm, viewers: number, ms: number) {
 
 describe('an SFU room', () => {
   it('carries one broadcaster to 100 viewers through its relay with no loss', async () => {
-    server = await start(SFU);
+    // the swarm's viewers all come from 127.0.0.1
+    server = await start({ ...SFU, ROOM_MAX_VIEWERS_PER_ADDRESS: '0' });
     swarm = new Swarm(SWARM);
     await swarm.publish(server.url, BROADCASTER_KEY);
     await swarm.addViewers(server.url, 100);
@@ -56,8 +57,8 @@ describe('an SFU room', () => {
     expect(stats.connected).toBe(100);
     expect(stats.perViewer.every((v) => v.packets > 100)).toBe(true);
     expect(stats.aggregate.lossPct).toBeLessThan(0.1);
-    expect(await metric(server.url, 'streamroom_relay_viewers')).toBe(100);
-    expect(await metric(server.url, 'streamroom_relay_up')).toBe(1);
+    expect(await metric(server.metricsUrl, 'streamroom_relay_viewers')).toBe(100);
+    expect(await metric(server.metricsUrl, 'streamroom_relay_up')).toBe(1);
   }, 120_000);
 
   it('refuses bad signals with a reason and keeps serving', async () => {
@@ -100,7 +101,7 @@ describe('an SFU room', () => {
       error: 'not_allowed',
     });
     expect(await (await fetch(`${server.url}/readyz`)).text()).toBe('ready\n');
-    expect(await metric(server.url, 'streamroom_relay_restarts_total')).toBe(0);
+    expect(await metric(server.metricsUrl, 'streamroom_relay_restarts_total')).toBe(0);
   }, 30_000);
 
   it('caps a broadcaster sending 50 Mbps and stays responsive', async () => {
@@ -109,7 +110,7 @@ describe('an SFU room', () => {
     await swarm.publish(server.url, BROADCASTER_KEY, 50_000_000);
     await swarm.addViewers(server.url, 5);
     await waitFor(
-      async () => (await metric(server!.url, 'streamroom_relay_packets_dropped_total')) > 1000,
+      async () => (await metric(server!.metricsUrl, 'streamroom_relay_packets_dropped_total')) > 1000,
       30_000,
       250,
     );
@@ -117,7 +118,7 @@ describe('an SFU room', () => {
     const chat = await connect(server.url, { role: 'viewer' });
     expect(await chat.socket.emitWithAck('chat:send', { text: 'still here' })).toMatchObject({ ok: true });
     expect(Date.now() - t).toBeLessThan(2000);
-    const out = await metric(server.url, 'streamroom_relay_bitrate_bits{direction="out"}');
+    const out = await metric(server.metricsUrl, 'streamroom_relay_bitrate_bits{direction="out"}');
     // what reaches the viewers stays near the cap (4 Mbps each), far below 50 Mbps each
     expect(out).toBeLessThan(5 * 6_000_000);
   }, 60_000);
@@ -148,20 +149,26 @@ describe('an SFU room', () => {
     );
     const recoveredMs = Date.now() - killedAt;
     expect(recoveredMs).toBeLessThan(10_000);
-    expect(await metric(server.url, 'streamroom_relay_restarts_total')).toBe(1);
+    expect(await metric(server.metricsUrl, 'streamroom_relay_restarts_total')).toBe(1);
     expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
   }, 60_000);
 
   it('closes a viewer connection that never completes and offers again', async () => {
     server = await start(SFU);
-    const v = await connect(server.url, { role: 'viewer' });
     const offers: string[] = [];
-    v.socket.on('signal', (s: { pc: string; data: { type: string } }) => {
-      if (s.data.type === 'offer') offers.push(s.pc);
-    });
+    await connect(
+      server.url,
+      { role: 'viewer' },
+      {},
+      {
+        signal: (s: { pc: string; data: { type: string } }) => {
+          if (s.data.type === 'offer') offers.push(s.pc);
+        },
+      },
+    );
     // never answer: the relay closes the connection after its connect timeout, the server re-offers
     await waitFor(() => offers.length >= 2, 40_000, 200);
     expect(offers[1]).not.toBe(offers[0]);
-    expect(await metric(server.url, 'streamroom_relay_viewers')).toBe(0);
+    expect(await metric(server.metricsUrl, 'streamroom_relay_viewers')).toBe(0);
   }, 60_000);
 });

@@ -20,6 +20,16 @@ describe('server process', () => {
     20_000,
   );
 
+  it('starts with a title of 121 emoji (the CRD allows 120) cut to 120, and says so', async () => {
+    const emoji = '\u{1F3A5}';
+    const p = await startRoom({ ROOM_TITLE: emoji.repeat(121) });
+    const url = await p.listening;
+    const cfg = (await (await fetch(`${url}/config.json`)).json()) as { title: string };
+    expect(cfg.title).toBe(emoji.repeat(120));
+    expect(p.output()).toMatch(/"level":"warn".*ROOM_TITLE/);
+    await p.crash();
+  }, 20_000);
+
   it('on SIGTERM tells clients to reconnect and exits 0 within the timeout', async () => {
     const p = await startRoom({ SHUTDOWN_TIMEOUT_SECONDS: '4' });
     const url = await p.listening;

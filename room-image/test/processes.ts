@@ -146,6 +146,8 @@ export interface RoomProcess {
   child: ChildProcess;
   /** Resolves with the base URL once the server logs its port. */
   listening: Promise<string>;
+  /** Resolves with the base URL of its metrics port. */
+  metricsUrl: Promise<string>;
   exited: Promise<number | null>;
   output(): string;
   /** SIGKILL, as a crashed or evicted pod; resolves when it is gone. */
@@ -163,10 +165,13 @@ export async function startRoom(env: Record<string, string>): Promise<RoomProces
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const w = watch(child, /"port":(\d+)/, 10_000);
+  const w = watch(child, /"port":(\d+),"metricsPort":(\d+)/, 10_000);
+  const metricsUrl = w.matched.then((m) => `http://127.0.0.1:${m[2]}`);
+  metricsUrl.catch(() => undefined); // a test that expects an early exit waits on `listening` only
   return {
     child,
     listening: w.matched.then((m) => `http://127.0.0.1:${m[1]}`),
+    metricsUrl,
     exited: w.exited,
     output: w.output,
     async crash() {
@@ -176,17 +181,18 @@ export async function startRoom(env: Record<string, string>): Promise<RoomProces
   };
 }
 
-/** Starts `n` room servers sharing one Redis; resolves with their URLs. */
+/** Starts `n` room servers sharing one Redis; resolves with their URLs and metrics URLs. */
 export async function startReplicas(
   n: number,
   redisUrl: string,
   env: Record<string, string> = {},
-): Promise<{ rooms: RoomProcess[]; urls: string[] }> {
+): Promise<{ rooms: RoomProcess[]; urls: string[]; metricsUrls: string[] }> {
   const rooms: RoomProcess[] = [];
   for (let i = 0; i < n; i++) rooms.push(await startRoom({ ROOM_REDIS_URL: redisUrl, ...env }));
   const urls = await Promise.all(rooms.map((r) => r.listening));
+  const metricsUrls = await Promise.all(rooms.map((r) => r.metricsUrl));
   await Promise.all(urls.map((u) => waitReady(u)));
-  return { rooms, urls };
+  return { rooms, urls, metricsUrls };
 }
 
 /** Waits until GET /readyz answers 200. */

@@ -59,7 +59,9 @@ describe('an SFU room of three replicas', () => {
     const peersBefore = swarm.viewers.map((v) => v.peers.length);
 
     // the relay of every replica takes the stream from the broadcaster's replica once, not per viewer
-    const viewerCounts = await Promise.all([a, b, c].map((u) => metric(u, 'streamroom_relay_viewers')));
+    const viewerCounts = await Promise.all(
+      started.metricsUrls.map((u) => metric(u, 'streamroom_relay_viewers')),
+    );
     // A: its 2 viewers and the two replicas that pull from it (the broadcaster landed on A: the proxy's
     // first backend); B and C: their 5 viewers each
     expect(viewerCounts).toEqual([4, 5, 5]);

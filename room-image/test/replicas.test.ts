@@ -94,16 +94,22 @@ function member(
   });
 }
 
-async function cluster(n: number, env: Record<string, string> = {}): Promise<string[]> {
+/** Starts `n` replicas sharing a new Redis; resolves with their URLs and their metrics URLs. */
+async function cluster(
+  n: number,
+  env: Record<string, string> = {},
+): Promise<{ urls: string[]; metricsUrls: string[] }> {
   redis = await startRedis();
   const started = await startReplicas(n, redis.url, env);
   rooms = started.rooms;
-  return started.urls;
+  return started;
 }
 
 describe('two replicas sharing one Redis', () => {
   it('share chat, history, presence, metrics and signaling', async () => {
-    const [a, b] = (await cluster(2, { CHAT_MESSAGES_PER_MINUTE: '100' })) as [string, string];
+    const { urls, metricsUrls } = await cluster(2, { CHAT_MESSAGES_PER_MINUTE: '100' });
+    const [a, b] = urls as [string, string];
+    const [ma, mb] = metricsUrls as [string, string];
     const host = await connect(a, { role: 'broadcaster', key: BROADCASTER_KEY });
     const joined = collect<{ id: string }>(host.socket, 'viewer:joined');
     const left = collect<{ id: string }>(host.socket, 'viewer:left');
@@ -138,14 +144,14 @@ describe('two replicas sharing one Redis', () => {
     await everywhere((p) => p?.viewers === 3);
 
     // Metrics: room-wide counts on every replica, own sockets per replica, backplane up.
-    for (const url of [a, b]) {
-      expect(await metric(url, 'streamroom_viewers_connected')).toBe(3);
-      expect(await metric(url, 'streamroom_broadcasters_connected')).toBe(1);
-      expect(await metric(url, 'streamroom_backplane_connected')).toBe(1);
+    for (const m of [ma, mb]) {
+      expect(await metric(m, 'streamroom_viewers_connected')).toBe(3);
+      expect(await metric(m, 'streamroom_broadcasters_connected')).toBe(1);
+      expect(await metric(m, 'streamroom_backplane_connected')).toBe(1);
     }
-    expect(await metric(a, 'streamroom_replica_sockets{role="viewer"}')).toBe(1);
-    expect(await metric(a, 'streamroom_replica_sockets{role="broadcaster"}')).toBe(1);
-    expect(await metric(b, 'streamroom_replica_sockets{role="viewer"}')).toBe(2);
+    expect(await metric(ma, 'streamroom_replica_sockets{role="viewer"}')).toBe(1);
+    expect(await metric(ma, 'streamroom_replica_sockets{role="broadcaster"}')).toBe(1);
+    expect(await metric(mb, 'streamroom_replica_sockets{role="viewer"}')).toBe(2);
 
     // Signaling: the broadcaster on A reaches a viewer on B and back; targets are checked room-wide.
     const v2Signals = collect(v2.socket, 'signal');
@@ -174,13 +180,15 @@ describe('two replicas sharing one Redis', () => {
   }, 40_000);
 
   it('enforce maxViewers room-wide and let a broadcaster on another replica take over', async () => {
-    const [a, b] = (await cluster(2, { ROOM_MAX_VIEWERS: '2' })) as [string, string];
+    const { urls, metricsUrls } = await cluster(2, { ROOM_MAX_VIEWERS: '2' });
+    const [a, b] = urls as [string, string];
+    const [ma, mb] = metricsUrls as [string, string];
     const v1 = await connect(a, { role: 'viewer' });
     await connect(b, { role: 'viewer' });
     expect(await refusal(connect(a, { role: 'viewer' }))).toBe('room_full');
     expect(await refusal(connect(b, { role: 'viewer' }))).toBe('room_full');
     v1.socket.close();
-    await waitFor(async () => (await metric(b, 'streamroom_viewers_connected')) === 1);
+    await waitFor(async () => (await metric(mb, 'streamroom_viewers_connected')) === 1);
     await connect(b, { role: 'viewer' });
     expect(await refusal(connect(a, { role: 'viewer' }))).toBe('room_full');
 
@@ -191,12 +199,14 @@ describe('two replicas sharing one Redis', () => {
     await replaced;
     expect(await gone).toBe('io server disconnect');
     expect(b2.socket.connected).toBe(true);
-    expect(await metric(a, 'streamroom_broadcasters_connected')).toBe(1);
+    expect(await metric(ma, 'streamroom_broadcasters_connected')).toBe(1);
     expect(await b2.socket.emitWithAck('stream:state', { live: true })).toEqual({ ok: true });
   }, 30_000);
 
   it('rate-limit a user on every replica, also after they move to another one', async () => {
-    const [a, b] = (await cluster(2, { CHAT_MESSAGES_PER_MINUTE: '3' })) as [string, string];
+    const { urls, metricsUrls } = await cluster(2, { CHAT_MESSAGES_PER_MINUTE: '3' });
+    const [a, b] = urls as [string, string];
+    const [ma, mb] = metricsUrls as [string, string];
     const first = await connect(a, { role: 'viewer', name: 'Quick' });
     const results: Ack[] = [];
     for (let i = 0; i < 4; i++)
@@ -218,12 +228,49 @@ describe('two replicas sharing one Redis', () => {
     const other = await connect(b, { role: 'viewer', user: forged });
     expect(other.welcome['user']).not.toBe(token);
     expect(((await other.socket.emitWithAck('chat:send', { text: 'fresh' })) as Ack).ok).toBe(true);
-    expect(await metric(a, 'streamroom_rejected_messages_total{reason="rate_limited"}')).toBe(1);
-    expect(await metric(b, 'streamroom_rejected_messages_total{reason="rate_limited"}')).toBe(1);
+    expect(await metric(ma, 'streamroom_rejected_messages_total{reason="rate_limited"}')).toBe(1);
+    expect(await metric(mb, 'streamroom_rejected_messages_total{reason="rate_limited"}')).toBe(1);
+  }, 30_000);
+
+  it('bound the history by bytes and the viewer seats of an address room-wide', async () => {
+    const { urls } = await cluster(2, {
+      CHAT_HISTORY_MAX_BYTES: '65536',
+      CHAT_MAX_MESSAGE_LENGTH: '5000',
+      CHAT_MESSAGES_PER_MINUTE: '100',
+      ROOM_MAX_VIEWERS_PER_ADDRESS: '2',
+    });
+    const [a, b] = urls as [string, string];
+    const onA = await connect(a, { role: 'viewer' });
+    const onB = await connect(b, { role: 'viewer' });
+    for (const url of [a, b])
+      expect(await refusal(connect(url, { role: 'viewer' }))).toBe('too_many_from_address');
+    const sent: Message[] = [];
+    for (let i = 0; i < 12; i++) {
+      const ack = (await (i % 2 ? onA : onB).socket.emitWithAck('chat:send', {
+        text: '\u{1D11E}'.repeat(2000),
+      })) as Ack & { message: Message };
+      expect(ack.ok).toBe(true);
+      sent.push(ack.message);
+    }
+    onA.socket.close();
+    await waitFor(async () => {
+      try {
+        const late = await connect(b, { role: 'viewer' });
+        const history = (late.welcome['chat'] as { history: Message[] }).history;
+        const bytes = history.reduce((sum, m) => sum + Buffer.byteLength(JSON.stringify(m)), 0);
+        expect(bytes).toBeLessThanOrEqual(65536);
+        expect(history.map((m) => m.id)).toEqual(sent.slice(-history.length).map((m) => m.id));
+        expect(history.length).toBe(8);
+        return true;
+      } catch (err) {
+        if ((err as { data?: { reason?: string } }).data?.reason === 'too_many_from_address') return false;
+        throw err;
+      }
+    });
   }, 30_000);
 
   it('refuse HTTP long-polling (no sticky sessions) and say so in config.json', async () => {
-    const [a] = (await cluster(1)) as [string];
+    const [a] = (await cluster(1)).urls as [string];
     const polling = await fetch(`${a}/socket.io/?EIO=4&transport=polling`);
     expect(polling.status).toBe(400);
     await polling.text();
@@ -246,8 +293,8 @@ describe('rooms sharing one Redis', () => {
     expect(((await inX.socket.emitWithAck('chat:send', { text: 'only for x' })) as Ack).ok).toBe(true);
     const inY2 = await connect(yu, { role: 'viewer' });
     expect((inY2.welcome['chat'] as { history: unknown[] }).history).toEqual([]);
-    expect(await metric(yu, 'streamroom_viewers_connected')).toBe(2);
-    expect(await metric(xu, 'streamroom_viewers_connected')).toBe(1);
+    expect(await metric(await y.metricsUrl, 'streamroom_viewers_connected')).toBe(2);
+    expect(await metric(await x.metricsUrl, 'streamroom_viewers_connected')).toBe(1);
     expect(seenInY).toEqual([]);
     const cli = (...args: string[]): string[] =>
       execFileSync('/usr/bin/redis-cli', ['-p', String(redis!.port), ...args], { encoding: 'utf8' })
@@ -263,7 +310,7 @@ describe('rooms sharing one Redis', () => {
 
 describe('three replicas, one of them lost', () => {
   it('clients of a killed replica reconnect to survivors as themselves; ghosts disappear', async () => {
-    const urls = await cluster(3, { CHAT_MESSAGES_PER_MINUTE: '100' });
+    const { urls, metricsUrls } = await cluster(3, { CHAT_MESSAGES_PER_MINUTE: '100' });
     const ports = urls.map((u) => Number(new URL(u).port));
     const proxy = new RoundRobinProxy(ports);
     proxies.push(proxy);
@@ -313,7 +360,7 @@ describe('three replicas, one of them lost', () => {
     await waitFor(() => everyone.every((m) => lastPresence(m.presence)?.viewers === 5), 20_000);
     const ghostMs = Date.now() - killedAt;
     await waitFor(() => deadIds.every((id) => leftIds.some((l) => l.id === id)), 5000);
-    for (const i of [0, 2]) expect(await metric(urls[i]!, 'streamroom_viewers_connected')).toBe(5);
+    for (const i of [0, 2]) expect(await metric(metricsUrls[i]!, 'streamroom_viewers_connected')).toBe(5);
 
     // Chat still reaches everybody, once.
     const before = everyone.map((m) => m.messages.length);
@@ -323,7 +370,7 @@ describe('three replicas, one of them lost', () => {
   }, 60_000);
 
   it('a replica that shuts down gracefully hands its clients over and frees their seats at once', async () => {
-    const urls = await cluster(2);
+    const { urls } = await cluster(2);
     const stay = await member(urls[0]!, { role: 'viewer', name: 'Stay' });
     const moving = await member(urls[1]!, { role: 'viewer', name: 'Mover' });
     await waitFor(() => lastPresence(stay.presence)?.viewers === 2);
@@ -345,12 +392,13 @@ describe('Redis availability', () => {
     const room = await startRoom({ ROOM_REDIS_URL: `redis://:s3cret-pass@127.0.0.1:${port}/0` });
     rooms.push(room);
     const url = await room.listening;
+    const metricsUrl = await room.metricsUrl;
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     const notReady = await fetch(`${url}/readyz`);
     expect(notReady.status).toBe(503);
     expect(await notReady.text()).toMatch(/not ready: redis not connected/);
     expect(await refusal(connect(url, { role: 'viewer' }))).toBe('unavailable');
-    expect(await metric(url, 'streamroom_backplane_connected')).toBe(0);
+    expect(await metric(metricsUrl, 'streamroom_backplane_connected')).toBe(0);
     await waitFor(() => (room.output().match(/redis connection failed/g) ?? []).length >= 2, 5000);
     const failures = room
       .output()
@@ -377,7 +425,7 @@ describe('Redis availability', () => {
       error: 'unavailable',
     });
     expect(v.socket.connected).toBe(true);
-    expect(await metric(url, 'streamroom_backplane_connected')).toBe(0);
+    expect(await metric(metricsUrl, 'streamroom_backplane_connected')).toBe(0);
 
     // And it comes back (empty): ready again, chat works, the replica registers its viewer and its
     // live broadcaster again, and the broadcaster is asked to check its connection to the viewer.
@@ -385,8 +433,8 @@ describe('Redis availability', () => {
     redis = await startRedisWithPassword(port, 's3cret-pass');
     await waitReady(url, 15_000);
     expect(((await v.socket.emitWithAck('chat:send', { text: 'three' })) as Ack).ok).toBe(true);
-    await waitFor(async () => (await metric(url, 'streamroom_viewers_connected')) === 1, 5000);
-    expect(await metric(url, 'streamroom_broadcasters_connected')).toBe(1);
+    await waitFor(async () => (await metric(metricsUrl, 'streamroom_viewers_connected')) === 1, 5000);
+    expect(await metric(metricsUrl, 'streamroom_broadcasters_connected')).toBe(1);
     await waitFor(() => joined.some((j) => j.id === v.welcome['id']), 5000);
     const after = collect<Presence>(v.socket, 'presence');
     expect(await host.socket.emitWithAck('stream:state', { live: true })).toEqual({ ok: true });

@@ -44,7 +44,7 @@ describe('http endpoints', () => {
     expect(JSON.parse(text)).toMatchObject({ title: 'My <b>show</b>', private: true });
     expect(text).not.toContain(BROADCASTER_KEY);
     expect(text).not.toContain(VIEWER_KEY);
-    const m = await fetch(`${server.url}/metrics`);
+    const m = await fetch(`${server.metricsUrl}/metrics`);
     expect(m.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const body = await m.text();
     expect(body).toMatch(/^streamroom_viewers_connected 0$/m);
@@ -139,9 +139,9 @@ describe('authentication and presence', () => {
     expect(await refusal(connect(server.url, { role: 'admin' }))).toMatchObject({ reason: 'bad_auth' });
     const { welcome } = await connect(server.url, { role: 'broadcaster', key: BROADCASTER_KEY });
     expect(welcome).toMatchObject({ role: 'broadcaster', viewers: [] });
-    expect(await metric(server.url, 'streamroom_broadcasters_connected')).toBe(1);
+    expect(await metric(server.metricsUrl, 'streamroom_broadcasters_connected')).toBe(1);
     expect(
-      await metric(server.url, 'streamroom_rejected_connections_total{reason="bad_broadcaster_key"}'),
+      await metric(server.metricsUrl, 'streamroom_rejected_connections_total{reason="bad_broadcaster_key"}'),
     ).toBe(2);
   });
 
@@ -171,11 +171,13 @@ describe('authentication and presence', () => {
     expect(refused.reason).toBe('room_full');
     expect(refused.message).toMatch(/full \(2 viewers\)/);
     await waitFor(() => presence.at(-1)?.viewers === 2);
-    expect(await metric(server.url, 'streamroom_viewers_connected')).toBe(2);
+    expect(await metric(server.metricsUrl, 'streamroom_viewers_connected')).toBe(2);
     v1.socket.close();
     await waitFor(() => presence.at(-1)?.viewers === 1);
     await connect(server.url, { role: 'viewer' });
-    expect(await metric(server.url, 'streamroom_rejected_connections_total{reason="room_full"}')).toBe(1);
+    expect(await metric(server.metricsUrl, 'streamroom_rejected_connections_total{reason="room_full"}')).toBe(
+      1,
+    );
   });
 
   it('tells viewers when the broadcaster comes, goes live and leaves', async () => {
@@ -226,7 +228,7 @@ describe('authentication and presence', () => {
     await connect(server.url, { role: 'broadcaster', key: BROADCASTER_KEY });
     await replaced;
     await waitFor(() => !b1.socket.connected);
-    expect(await metric(server.url, 'streamroom_broadcasters_connected')).toBe(1);
+    expect(await metric(server.metricsUrl, 'streamroom_broadcasters_connected')).toBe(1);
   });
 });
 
@@ -280,7 +282,7 @@ describe('signaling relay', () => {
     await sleep(100);
     expect(v2Signals).toHaveLength(0);
     expect(bSignals).toHaveLength(1);
-    expect(await metric(server.url, 'streamroom_signaling_messages_total')).toBe(2);
+    expect(await metric(server.metricsUrl, 'streamroom_signaling_messages_total')).toBe(2);
   });
 });
 
@@ -302,7 +304,7 @@ describe('chat', () => {
     const c = await connect(server.url, { role: 'viewer' });
     const history = (c.welcome['chat'] as { history: { text: string }[] }).history;
     expect(history.map((m) => m.text)).toEqual(['hello <b>3</b>', 'hello <b>4</b>', 'hello <b>5</b>']);
-    expect(await metric(server.url, 'streamroom_chat_messages_total')).toBe(5);
+    expect(await metric(server.metricsUrl, 'streamroom_chat_messages_total')).toBe(5);
   });
 
   it('rate-limits each user and enforces the maximum length', async () => {
@@ -324,8 +326,10 @@ describe('chat', () => {
     expect(((await b.socket.emitWithAck('chat:send', { text: '1234567890' })) as Ack).ok).toBe(true);
     await sleep(100);
     expect(seenByB).toHaveLength(5);
-    expect(await metric(server.url, 'streamroom_rejected_messages_total{reason="rate_limited"}')).toBe(2);
-    expect(await metric(server.url, 'streamroom_rejected_messages_total{reason="too_large"}')).toBe(1);
+    expect(await metric(server.metricsUrl, 'streamroom_rejected_messages_total{reason="rate_limited"}')).toBe(
+      2,
+    );
+    expect(await metric(server.metricsUrl, 'streamroom_rejected_messages_total{reason="too_large"}')).toBe(1);
   });
 
   it('validates display names and refuses chat when disabled', async () => {
@@ -418,12 +422,12 @@ describe('hostile input', () => {
     const total = async (): Promise<number> => {
       let sum = 0;
       for (const r of ['invalid_payload', 'too_large', 'unknown_event', 'not_allowed', 'unknown_target']) {
-        sum += await metric(server!.url, `streamroom_rejected_messages_total{reason="${r}"}`);
+        sum += await metric(server!.metricsUrl, `streamroom_rejected_messages_total{reason="${r}"}`);
       }
       return sum;
     };
     expect(await total()).toBe(payloads.length + badSignals.length + 4);
-    expect(await metric(server.url, 'streamroom_rejected_messages_total{reason="too_large"}')).toBe(2);
+    expect(await metric(server.metricsUrl, 'streamroom_rejected_messages_total{reason="too_large"}')).toBe(2);
   });
 
   it('drops a message bigger than the transport limit by closing only that connection', async () => {
@@ -451,7 +455,7 @@ describe('hostile input', () => {
     await sleep(100);
     expect(seenByGood.length).toBeLessThanOrEqual(20);
     expect(
-      await metric(server.url, 'streamroom_rejected_messages_total{reason="flood"}'),
+      await metric(server.metricsUrl, 'streamroom_rejected_messages_total{reason="flood"}'),
     ).toBeGreaterThanOrEqual(200);
     expect(good.socket.connected).toBe(true);
     // Dropped packets are not answered one by one (no amplification).

@@ -143,8 +143,9 @@ export class Session {
       setTimeout(() => socket.connect(), 200);
       return;
     }
-    if (reason === 'room_full') {
-      overlay('Room is full', message);
+    if (reason === 'room_full' || reason === 'too_many_from_address') {
+      // a seat may free up (the room's, or one of this address's): try again now and then
+      overlay(reason === 'room_full' ? 'Room is full' : 'Too many viewers from your network', message);
       setTimeout(() => socket.connect(), 15_000);
     } else if (reason === 'unavailable') {
       overlay('Reconnecting…', message);

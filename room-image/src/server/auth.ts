@@ -1,6 +1,7 @@
 /** Socket.io handshake: role, broadcaster/viewer keys, display name, user id and the viewer seat. */
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { ExtendedError, Socket } from 'socket.io';
+import { clientKey } from './address.js';
 import type { RoomContext, SocketData } from './context.js';
 import type { ConnectionRejectReason } from './metrics.js';
 import { authPayload, displayName } from './validate.js';
@@ -17,6 +18,8 @@ export function keysMatch(given: string | undefined, expected: string): boolean 
 export interface UserIds {
   /** A new user id and its token. */
   issue(): { id: string; token: string };
+  /** The one user id (and token) that all new users of client `address` share past their limit. */
+  shared(address: string): { id: string; token: string };
   /** The user id of a token this room issued (on any replica), or undefined. */
   verify(token: string | undefined): string | undefined;
 }
@@ -29,11 +32,11 @@ export interface UserIds {
 export function userIds(broadcasterKey: string): UserIds {
   const key = createHmac('sha256', broadcasterKey).update('streamroom user id v1').digest();
   const mac = (id: string): string => createHmac('sha256', key).update(id).digest('base64url').slice(0, 22);
+  const signed = (id: string) => ({ id, token: `${id}.${mac(id)}` });
   return {
-    issue() {
-      const id = randomBytes(12).toString('base64url');
-      return { id, token: `${id}.${mac(id)}` };
-    },
+    issue: () => signed(randomBytes(12).toString('base64url')),
+    shared: (address) =>
+      signed(createHmac('sha256', key).update(`address ${address}`).digest('base64url').slice(0, 16)),
     verify(token) {
       const m = token === undefined ? null : /^([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{22})$/.exec(token);
       if (!m) return undefined;
@@ -58,11 +61,16 @@ type HandshakeContext = Pick<
 /**
  * Middleware for `io.use`: sets `socket.data` or refuses the connection with
  * `err.data = { reason, message }`. A viewer's seat is reserved here and released when its
- * connection closes.
+ * connection closes. Per client address (address.ts), room-wide: at most
+ * `limits.viewersPerAddress` viewer seats, and at most `limits.newUsersPerAddressPerMinute` new
+ * user ids a minute for visitors without a valid user token; past that they share one user id,
+ * and so one chat budget (a fresh id per connection would be a fresh chat budget per connection).
  */
 export function handshake(ctx: HandshakeContext) {
   const { config, state, metrics } = ctx;
+  const { limits } = config;
   const users = userIds(config.broadcasterKey);
+  const addressOf = clientKey(config.trustedProxies);
   return (socket: Socket, next: (err?: ExtendedError) => void): void => {
     const refuse = (reason: ConnectionRejectReason, message: string): void => {
       metrics.rejectedConnections.add(1, { reason });
@@ -89,10 +97,11 @@ export function handshake(ctx: HandshakeContext) {
       if (!auth.ok) return refuse('bad_auth', 'Malformed connection request.');
       const { role, key, name } = auth.value;
       const known = users.verify(auth.value.user);
-      const user = known !== undefined ? { id: known, token: auth.value.user! } : users.issue();
+      const returning = known !== undefined ? { id: known, token: auth.value.user! } : undefined;
       if (role === 'broadcaster') {
         if (!keysMatch(key, config.broadcasterKey))
           return refuse('bad_broadcaster_key', 'Invalid broadcaster key.');
+        const user = returning ?? users.issue();
         socket.data = {
           role,
           name: name ?? 'Host',
@@ -104,10 +113,21 @@ export function handshake(ctx: HandshakeContext) {
       if (config.viewerKey !== undefined && !keysMatch(key, config.viewerKey)) {
         return refuse('bad_viewer_key', 'This room is private: a valid viewer key is required.');
       }
-      if (!(await state.tryAddViewer(socket.id, config.maxViewers))) {
+      const address = addressOf(socket.handshake.address, socket.handshake.headers['x-forwarded-for']);
+      const seat = await state.tryAddViewer(socket.id, address, {
+        max: config.maxViewers,
+        perAddress: limits.viewersPerAddress,
+      });
+      if (seat === 'room_full') {
         return refuse(
           'room_full',
           `This room is full (${config.maxViewers} viewers). Please try again later.`,
+        );
+      }
+      if (seat === 'address_full') {
+        return refuse(
+          'too_many_from_address',
+          `There are already ${limits.viewersPerAddress} viewers from your network in this room. Please try again later.`,
         );
       }
       // Free the seat however the connection ends, even if it closes before 'connection'.
@@ -120,6 +140,12 @@ export function handshake(ctx: HandshakeContext) {
           }),
         );
       });
+      const perMinute = limits.newUsersPerAddressPerMinute;
+      const user =
+        returning ??
+        (perMinute === 0 || (await state.takeNewUserToken(address, perMinute, Date.now()))
+          ? users.issue()
+          : users.shared(address));
       if (socket.conn.readyState !== 'open') {
         await state.removeViewer(socket.id);
         return next(new Error('connection closed during handshake'));

@@ -45,7 +45,6 @@ function endpoint(url: string): string {
 }
 
 export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
-  let lastError: string | undefined;
   // State commands fail fast while disconnected (no offline queue): a chat message then gets a
   // clear error instead of hanging. Each failed connection attempt is logged once.
   const stateClient = createClient({
@@ -56,7 +55,6 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
       connectTimeout: 3000,
       reconnectStrategy: (retries, cause) => {
         const retryInMs = backoffMs(retries);
-        lastError = cause.message;
         log('warn', 'redis connection failed', { attempt: retries + 1, retryInMs, error: cause.message });
         return retryInMs;
       },
@@ -104,7 +102,6 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
   const onReady = (): void => {
     if (!isConnected() || connectedSince !== undefined) return;
     connectedSince = Date.now();
-    lastError = undefined;
     log('info', 'redis connected', { redis: endpoint(config.url), keyPrefix: config.keyPrefix });
     void tick(); // re-register own members at once after an outage
   };
@@ -124,8 +121,8 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
   return {
     state,
     adapter,
-    unavailableReason: () =>
-      isConnected() ? undefined : `redis not connected${lastError ? ` (${lastError})` : ''}`,
+    // Said on /readyz, which anyone may read: the cause (it names the Redis host) goes to the log only.
+    unavailableReason: () => (isConnected() ? undefined : 'redis not connected'),
     start(fn) {
       onTick = fn;
       timer = setInterval(() => void tick(), TICK_MS);

@@ -24,7 +24,7 @@ export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers
       text,
       ts: Date.now(),
     };
-    await state.addMessage(message, config.chat.historySize);
+    await state.addMessage(message, { size: config.chat.historySize, bytes: config.limits.chatHistoryBytes });
     metrics.chatMessages.add(1);
     ctx.io.emit('chat:message', message); // through the adapter: every replica's sockets
     ack?.({ ok: true, message });

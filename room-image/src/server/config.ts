@@ -4,6 +4,7 @@
  * naming the offending variable.
  */
 
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MEDIA_MODES, type IceServer, type MediaMode } from '../protocol.js';
 
@@ -18,7 +19,9 @@ export interface ChatConfig {
 
 export interface RoomConfig {
   port: number;
-  /** Interface to bind (LISTEN_ADDRESS); undefined = all interfaces, as a pod needs. */
+  /** Port of /metrics (not exposed by the room's Service); 0 = any free port. */
+  metricsPort: number;
+  /** Interface to bind both ports (LISTEN_ADDRESS); undefined = all interfaces, as a pod needs. */
   listenAddress: string | undefined;
   roomName: string;
   roomNamespace: string;
@@ -34,6 +37,21 @@ export interface RoomConfig {
   /** Shared state of a multi-replica room; undefined = single replica, state in memory. */
   redis: RedisConfig | undefined;
   media: MediaConfig;
+  limits: LimitsConfig;
+  /** Proxies (IPs or CIDRs) whose X-Forwarded-For is believed for the per-address limits. */
+  trustedProxies: string[];
+  /** Origins besides the room's own whose pages may open a socket (`https://host[:port]`). */
+  allowedOrigins: string[];
+}
+
+/** Bounds against visitors who try to exhaust the room (see the README, "Limits"). */
+export interface LimitsConfig {
+  /** UTF-8 bytes of chat history kept (and sent in every welcome). */
+  chatHistoryBytes: number;
+  /** Viewer seats one client address may hold, room-wide; 0 = unlimited. */
+  viewersPerAddress: number;
+  /** New user ids one client address gets per minute (beyond, it shares one); 0 = unlimited. */
+  newUsersPerAddressPerMinute: number;
 }
 
 export interface MediaConfig {
@@ -86,6 +104,9 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** Told about a value that was adjusted rather than refused (the server logs it). */
+export type ConfigWarning = (variable: string, message: string) => void;
 
 const MIN_KEY_LENGTH = 8;
 
@@ -210,6 +231,77 @@ function redis(env: Env, namespace: string, name: string): RedisConfig | undefin
   return { url, keyPrefix: prefix ?? `streamroom:${namespace}:${name}:` };
 }
 
+/** The CRD's maxLength of spec.title (Kubernetes counts characters: Unicode code points). */
+const MAX_TITLE_CHARACTERS = 120;
+
+/**
+ * The page title: at most MAX_TITLE_CHARACTERS characters, as the StreamRoom allows. A longer one
+ * (set by hand) is cut at the last whole grapheme that fits, with a warning: a title is never a
+ * reason not to start.
+ */
+function title(env: Env, roomName: string, warn: ConfigWarning): string {
+  const raw = str(env, 'ROOM_TITLE') ?? roomName;
+  const characters = [...raw].length;
+  if (characters <= MAX_TITLE_CHARACTERS) return raw;
+  let cut = '';
+  let kept = 0;
+  for (const { segment } of new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(raw)) {
+    const n = [...segment].length;
+    if (kept + n > MAX_TITLE_CHARACTERS) break;
+    cut += segment;
+    kept += n;
+  }
+  warn(
+    'ROOM_TITLE',
+    `has ${characters} characters, truncated to ${MAX_TITLE_CHARACTERS} characters (the StreamRoom allows at most ${MAX_TITLE_CHARACTERS})`,
+  );
+  // A single grapheme longer than the limit (a pile of combining marks): cut between characters.
+  return cut || [...raw].slice(0, MAX_TITLE_CHARACTERS).join('');
+}
+
+/** `ROOM_TRUSTED_PROXIES`: IP addresses or CIDR blocks, comma-separated. */
+function trustedProxies(env: Env): string[] {
+  const raw = str(env, 'ROOM_TRUSTED_PROXIES');
+  if (raw === undefined) return [];
+  return raw.split(',').map((entry) => {
+    const e = entry.trim();
+    const [ip = '', prefix, ...rest] = e.split('/');
+    const family = isIP(ip);
+    const bits = family === 6 ? 128 : 32;
+    const validPrefix = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits);
+    if (family === 0 || !validPrefix || rest.length > 0) {
+      throw new ConfigError(
+        'ROOM_TRUSTED_PROXIES',
+        `must be a comma-separated list of IP addresses or CIDR blocks, got ${JSON.stringify(e)}`,
+      );
+    }
+    return e;
+  });
+}
+
+/** `ROOM_ALLOWED_ORIGINS`: origins (`scheme://host[:port]`), comma-separated, kept normalized. */
+function allowedOrigins(env: Env): string[] {
+  const raw = str(env, 'ROOM_ALLOWED_ORIGINS');
+  if (raw === undefined) return [];
+  return raw.split(',').map((entry) => {
+    const e = entry.trim();
+    let url: URL | undefined;
+    try {
+      url = new URL(e);
+    } catch {
+      url = undefined;
+    }
+    const bare = url && url.username === '' && url.password === '' && url.search === '' && url.hash === '';
+    if (!url || !bare || !['http:', 'https:'].includes(url.protocol) || !['', '/'].includes(url.pathname)) {
+      throw new ConfigError(
+        'ROOM_ALLOWED_ORIGINS',
+        `must be a comma-separated list of origins like https://example.com, got ${JSON.stringify(e)}`,
+      );
+    }
+    return url.origin;
+  });
+}
+
 const DEFAULT_RELAY_PATH = fileURLToPath(new URL('../../media/dist/streamroom-relay', import.meta.url));
 const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$/;
 
@@ -261,19 +353,22 @@ function media(env: Env): MediaConfig {
   };
 }
 
-export function loadConfig(env: Env): RoomConfig {
+export function loadConfig(env: Env, warn: ConfigWarning = () => undefined): RoomConfig {
   const roomName = str(env, 'ROOM_NAME') ?? 'room';
   const broadcasterKey = key(env, 'ROOM_BROADCASTER_KEY', true);
   const viewerKey = key(env, 'ROOM_VIEWER_KEY', false);
   const roomNamespace = str(env, 'ROOM_NAMESPACE') ?? 'default';
-  const title = str(env, 'ROOM_TITLE') ?? roomName;
-  if (title.length > 200) throw new ConfigError('ROOM_TITLE', 'must be at most 200 characters');
+  const port = int(env, 'PORT', 8080, 0, 65535);
+  const metricsPort = int(env, 'ROOM_METRICS_PORT', 9090, 0, 65535);
+  if (metricsPort !== 0 && metricsPort === port)
+    throw new ConfigError('ROOM_METRICS_PORT', 'must differ from PORT');
   return {
-    port: int(env, 'PORT', 8080, 0, 65535),
+    port,
+    metricsPort,
     listenAddress: str(env, 'LISTEN_ADDRESS'),
     roomName,
     roomNamespace,
-    title,
+    title: title(env, roomName, warn),
     broadcasterKey,
     viewerKey,
     maxViewers: int(env, 'ROOM_MAX_VIEWERS', 0, 0, 1_000_000),
@@ -287,5 +382,13 @@ export function loadConfig(env: Env): RoomConfig {
     shutdownTimeoutSeconds: int(env, 'SHUTDOWN_TIMEOUT_SECONDS', 20, 1, 3600),
     redis: redis(env, roomNamespace, roomName),
     media: media(env),
+    limits: {
+      // Every welcome carries the history, and a stalled client is dropped past 2 MiB (backpressure.ts).
+      chatHistoryBytes: int(env, 'CHAT_HISTORY_MAX_BYTES', 256 * 1024, 1024, 1024 * 1024),
+      viewersPerAddress: int(env, 'ROOM_MAX_VIEWERS_PER_ADDRESS', 20, 0, 1_000_000),
+      newUsersPerAddressPerMinute: int(env, 'ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE', 30, 0, 100_000),
+    },
+    trustedProxies: trustedProxies(env),
+    allowedOrigins: allowedOrigins(env),
   };
 }

@@ -62,6 +62,7 @@ export function guardSocket(
   );
   const knownEvents = new Set<string>();
   let floodRejections = 0;
+  let floodDisconnected = false;
 
   const reject = (reason: RejectReason, event: string, ack?: Ack): void => {
     metrics.reject(reason);
@@ -71,6 +72,8 @@ export function guardSocket(
 
   // Per-packet guard: floods and unknown events never reach a handler.
   socket.use(([event, ...args], next) => {
+    // What the flooder had sent before it was disconnected still arrives here: dropped, unanswered.
+    if (floodDisconnected) return;
     const ack = ackOf(args);
     const name = typeof event === 'string' ? event : '';
     if (!bucket.take()) {
@@ -78,6 +81,7 @@ export function guardSocket(
       if (ack || floodRejections % 50 === 1) reject('flood', name, ack);
       else metrics.reject('flood'); // no reply per dropped packet: a flood must not be amplified
       if (floodRejections >= flood.disconnectAfter) {
+        floodDisconnected = true;
         log('warn', 'disconnecting flooding socket', { role });
         socket.disconnect(true);
       }

@@ -1,4 +1,7 @@
-/** The express app: page, hashed static assets, health, readiness, metrics and public config. */
+/**
+ * The express apps: the public one (page, hashed static assets, health, readiness, public config)
+ * and the metrics one, served on a port of its own that the room's Service does not expose.
+ */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import compression from 'compression';
@@ -48,7 +51,7 @@ function countLocalSockets({ localSockets, metrics }: AppContext): void {
 }
 
 export function createApp(ctx: AppContext, publicDir: string): Express {
-  const { config, state, metrics, isShuttingDown, unavailableReason } = ctx;
+  const { config, isShuttingDown, unavailableReason } = ctx;
   const publicConfig = {
     room: config.roomName,
     title: config.title,
@@ -71,7 +74,8 @@ export function createApp(ctx: AppContext, publicDir: string): Express {
     res.type('text/plain').send('ok\n');
   });
   app.get('/readyz', (_req, res) => {
-    // a replica that cannot carry video (its relay is restarting) takes no new viewers meanwhile
+    // a replica that cannot carry video (its relay is restarting) takes no new viewers meanwhile;
+    // the reasons name no host, port or error (anyone may read this)
     const reason = isShuttingDown()
       ? 'shutting down'
       : (unavailableReason() ?? ctx.media()?.unavailableReason());
@@ -80,23 +84,6 @@ export function createApp(ctx: AppContext, publicDir: string): Express {
       .status(reason === undefined ? 200 : 503)
       .type('text/plain')
       .send(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
-  });
-  app.get('/metrics', (_req, res) => {
-    const send = (): void => {
-      countLocalSockets(ctx);
-      metrics.backplaneConnected.set(unavailableReason() === undefined ? 1 : 0);
-      res.setHeader('Cache-Control', 'no-store');
-      res.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
-    };
-    // Without the shared state the room-wide gauges keep their last values.
-    const media = ctx.media();
-    const relay = media
-      ? media.relay.stats().then(
-          (s) => metrics.recordRelay(true, media.relay.restarts, s),
-          () => metrics.recordRelay(media.relay.running, media.relay.restarts, undefined),
-        )
-      : undefined;
-    Promise.allSettled([state.presence().then((p) => recordPresence(metrics, p)), relay]).finally(send);
   });
   app.get('/config.json', (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
@@ -123,8 +110,36 @@ export function createApp(ctx: AppContext, publicDir: string): Express {
       },
     }),
   );
-  app.use((_req, res) => {
-    res.status(404).type('text/plain').send('not found\n');
+  app.use(notFound);
+  return app;
+}
+
+function notFound(_req: Request, res: Response): void {
+  res.status(404).type('text/plain').send('not found\n');
+}
+
+/** `GET /metrics` (Prometheus text), alone on the metrics port. */
+export function createMetricsApp(ctx: AppContext): Express {
+  const { state, metrics, unavailableReason } = ctx;
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/metrics', (_req, res) => {
+    const send = (): void => {
+      countLocalSockets(ctx);
+      metrics.backplaneConnected.set(unavailableReason() === undefined ? 1 : 0);
+      res.setHeader('Cache-Control', 'no-store');
+      res.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
+    };
+    // Without the shared state the room-wide gauges keep their last values.
+    const media = ctx.media();
+    const relay = media
+      ? media.relay.stats().then(
+          (s) => metrics.recordRelay(true, media.relay.restarts, s),
+          () => metrics.recordRelay(media.relay.running, media.relay.restarts, undefined),
+        )
+      : undefined;
+    Promise.allSettled([state.presence().then((p) => recordPresence(metrics, p)), relay]).finally(send);
   });
+  app.use(notFound);
   return app;
 }

@@ -9,7 +9,9 @@ import { jsonLogger as log, startServer } from './server.js';
 async function main(): Promise<void> {
   let config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig(process.env, (variable, message) =>
+      log('warn', `configuration adjusted: ${variable} ${message}`, { variable }),
+    );
   } catch (err) {
     if (err instanceof ConfigError) {
       log('error', `invalid configuration: ${err.message}`, { variable: err.variable });
@@ -24,6 +26,7 @@ async function main(): Promise<void> {
   const server = await startServer(config, { drainMs, log });
   log('info', 'room server listening', {
     port: server.port,
+    metricsPort: server.metricsPort,
     room: config.roomName,
     namespace: config.roomNamespace,
     private: config.viewerKey !== undefined,

@@ -84,7 +84,12 @@ export class RoomMetrics {
   );
   readonly rejectedConnections = new Metric(
     'streamroom_rejected_connections_total',
-    'Socket connections refused, by reason.',
+    'Socket connections refused, by reason (bad_origin: a page of another site, answered 403).',
+    'counter',
+  );
+  readonly slowClientsDisconnected = new Metric(
+    'streamroom_slow_clients_disconnected_total',
+    'Sockets disconnected because their client did not read what was sent to it.',
     'counter',
   );
   /** SFU rooms only: the media relay's own counters (relay.ts RelayStats). */
@@ -159,7 +164,9 @@ export class RoomMetrics {
     this.chatMessages.add(0);
     this.signalingMessages.add(0);
     for (const r of REJECT_REASONS) this.rejectedMessages.add(0, { reason: r });
-    for (const r of CONNECTION_REJECT_REASONS) this.rejectedConnections.add(0, { reason: r });
+    for (const r of [...CONNECTION_REJECT_REASONS, 'bad_origin'])
+      this.rejectedConnections.add(0, { reason: r });
+    this.slowClientsDisconnected.add(0);
   }
 
   /** The relay's state for the next render (stats undefined when it does not answer). */
@@ -201,6 +208,7 @@ export class RoomMetrics {
       this.signalingMessages,
       this.rejectedMessages,
       this.rejectedConnections,
+      this.slowClientsDisconnected,
       ...(this.withRelay ? Object.values(this.relay) : []),
       this.rss,
     ];

@@ -41,17 +41,32 @@ local function broadcaster(key, t)
 end
 ${body}`);
 
-/** KEYS viewers; ARGV id, max (0 = unlimited), ttlMs → 1 seated, 0 room full. */
+/**
+ * KEYS viewers, seats of the client's address; ARGV id, max (0 = unlimited), ttlMs, per-address max
+ * (0 = unlimited) → 1 seated, 0 room full, 2 address full. The address's sorted set holds its
+ * seats with the same expiry as in `viewers` (the heartbeat refreshes both).
+ */
 export const SEAT = lua(`
 local t = now()
 local exp = t + tonumber(ARGV[3])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local function seat()
   redis.call('ZADD', KEYS[1], exp, ARGV[1])
+  redis.call('ZADD', KEYS[2], exp, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return 1
 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return seat() end
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('ZCOUNT', KEYS[1], t, '+inf') >= max then return 0 end
-redis.call('ZADD', KEYS[1], exp, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t - 1)
+local perAddress = tonumber(ARGV[4])
+if perAddress > 0 and redis.call('ZCARD', KEYS[2]) >= perAddress then return 2 end
+return seat()`);
+
+/** KEYS viewers, seats of the viewer's address; ARGV id → frees the seat. */
+export const UNSEAT = lua(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1`);
 
 /** KEYS viewers; ARGV id → 1 when `id` holds a live seat. */
@@ -93,19 +108,51 @@ if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'live', ARGV[2])
 return 1`);
 
-/** KEYS chat; ARGV message JSON, history size → appends and keeps the last `size`. */
+/**
+ * KEYS chat, chat meta (hash: `bytes`, `tail`); ARGV message JSON, history size, max bytes →
+ * appends, then drops the oldest while more than `size` messages or more than `max bytes` (the
+ * JSON strings' bytes) are kept. The byte count is kept beside the list with the start of the
+ * message it last counted (a message's JSON starts with its unique id); when the list's tail is not
+ * that message (the count expired, or an older replica wrote to the list) it is counted again.
+ */
 export const ADD_MESSAGE = lua(`
 local size = tonumber(ARGV[2])
-if size <= 0 then
-  redis.call('DEL', KEYS[1])
+local maxBytes = tonumber(ARGV[3])
+local head = function(m) return string.sub(m, 1, 64) end
+local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+local meta = redis.call('HMGET', KEYS[2], 'bytes', 'tail')
+local total = tonumber(meta[1] or '')
+if n == 1 then
+  total = #ARGV[1]
+elseif total and head(redis.call('LRANGE', KEYS[1], -2, -2)[1]) == meta[2] then
+  total = total + #ARGV[1]
+else
+  total = 0
+  for _, m in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do total = total + #m end
+end
+local drop = 0
+while drop < n and (n - drop > size or total > maxBytes) do
+  local oldest = redis.call('LRANGE', KEYS[1], drop, drop + 31)
+  if #oldest == 0 then break end
+  for _, m in ipairs(oldest) do
+    if n - drop <= size and total <= maxBytes then break end
+    total = total - #m
+    drop = drop + 1
+  end
+end
+if drop >= n then
+  redis.call('DEL', KEYS[1], KEYS[2])
   return 0
 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -size, -1)
+if drop > 0 then redis.call('LTRIM', KEYS[1], drop, -1) end
+redis.call('HSET', KEYS[2], 'bytes', total, 'tail', head(ARGV[1]))
 return 1`);
 
-/** KEYS rate:<user>; ARGV perMinute, unique member → 1 taken, 0 over the limit (sliding minute). */
-export const CHAT_TOKEN = lua(`
+/**
+ * KEYS a rate key (a user's chat, an address's new user ids); ARGV perMinute, unique member → 1
+ * taken, 0 over the limit (sliding minute).
+ */
+export const RATE_TOKEN = lua(`
 local t = now()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - 60000)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
@@ -116,18 +163,21 @@ return 1`);
 /**
  * The owner's heartbeat, plus the sweep of everybody's expired entries. It also keeps the room's
  * keys alive for `idleMs`: once no replica of the room runs any more (room deleted), a shared
- * Redis forgets them.
- * KEYS viewers, broadcaster, chat, adapter stream; ARGV ttlMs, sweep 0/1, own broadcaster id or
- * '', its live 0/1, idleMs, own viewer ids... → { re-added own viewer ids, swept viewer ids, own
+ * Redis forgets them. (The seats of an address live as long as their seats.)
+ * KEYS viewers, broadcaster, chat, chat meta, adapter stream, then the seats key of each own
+ * viewer's address (KEYS[i] belongs to ARGV[i], i >= 6); ARGV ttlMs, sweep 0/1, own broadcaster id
+ * or '', its live 0/1, idleMs, own viewer ids... → { re-added own viewer ids, swept viewer ids, own
  * broadcaster state ('', 'restored', 'lost'), 1 when a dead broadcaster was swept }.
  */
 export const TICK = lua(`
 local t = now()
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
+for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
 local exp = t + tonumber(ARGV[1])
 local readded = {}
 for i = 6, #ARGV do
   if redis.call('ZADD', KEYS[1], exp, ARGV[i]) == 1 then readded[#readded + 1] = ARGV[i] end
+  redis.call('ZADD', KEYS[i], exp, ARGV[i])
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
 end
 local own = ''
 if ARGV[3] ~= '' then

@@ -2,13 +2,17 @@
  * Room state shared by the replicas of a room, in one Redis.
  *
  * Keys (all under the room's prefix P):
- *   P + viewers      sorted set: viewer socket id → expiry (ms, Redis clock)
- *   P + broadcaster  hash: id, exp (ms), live ('0' | '1')
- *   P + chat         list of message JSON, the last `historySize` messages
- *   P + rate:<user>  sorted set of the user's chat timestamps within the last minute
- *   P + sio          the socket.io adapter's stream (its pub/sub channels start with P + sio too)
+ *   P + viewers             sorted set: viewer socket id → expiry (ms, Redis clock)
+ *   P + seats:<address>     sorted set: the viewer socket ids of one client address → expiry
+ *   P + broadcaster         hash: id, exp (ms), live ('0' | '1')
+ *   P + chat                list of message JSON, the last messages within the count and bytes
+ *   P + chat:meta           hash: `bytes`, the size of those JSON strings (`tail`: see ADD_MESSAGE)
+ *   P + rate:<user>         sorted set of the user's chat timestamps within the last minute
+ *   P + newusers:<address>  sorted set of the times new user ids went to an address, last minute
+ *   P + sio                 the socket.io adapter's stream (its pub/sub channels start with P + sio)
  *
- * Every key expires a day after the last replica of the room stopped (see TICK).
+ * Every key expires a day after the last replica of the room stopped (see TICK); rate keys a
+ * minute after their last use, an address's seats with its last seat.
  *
  * A replica owns the members whose sockets it holds and refreshes their expiry every tick. If it
  * dies, its members stop counting after `ttlMs` and the next sweep removes them, so the room never
@@ -18,7 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import * as lua from './redis-scripts.js';
 import type { CommandClient } from './redis-scripts.js';
-import type { ChatMessage, Presence, RoomState } from './state.js';
+import type { ChatMessage, HistoryLimits, Presence, RoomState, SeatLimits, SeatResult } from './state.js';
 
 export interface TickResult {
   /** Own viewers that had expired (e.g. after a long Redis outage) and were seated again. */
@@ -54,10 +58,19 @@ const IDLE_ROOM_MS = 24 * 3600 * 1000;
 const strings = (v: unknown): string[] =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 
+const SEAT_RESULTS: Record<number, SeatResult> = { 0: 'room_full', 1: 'seated', 2: 'address_full' };
+
 export class RedisRoomState implements RoomState {
-  private readonly ownViewers = new Set<string>();
+  /** This replica's viewers: socket id → the key of its address's seats. */
+  private readonly ownViewers = new Map<string, string>();
   private own: { id: string; live: boolean } | undefined;
-  private readonly keys: { viewers: string; broadcaster: string; chat: string; stream: string };
+  private readonly keys: {
+    viewers: string;
+    broadcaster: string;
+    chat: string;
+    chatMeta: string;
+    stream: string;
+  };
 
   constructor(
     private readonly client: CommandClient,
@@ -69,19 +82,29 @@ export class RedisRoomState implements RoomState {
       viewers: `${prefix}viewers`,
       broadcaster: `${prefix}broadcaster`,
       chat: `${prefix}chat`,
+      chatMeta: `${prefix}chat:meta`,
       stream: streamName(prefix),
     };
   }
 
-  async tryAddViewer(id: string, max: number): Promise<boolean> {
-    const seated = (await lua.SEAT.run(this.client, [this.keys.viewers], [id, max, this.ttlMs])) === 1;
-    if (seated) this.ownViewers.add(id);
-    return seated;
+  async tryAddViewer(id: string, address: string, limits: SeatLimits): Promise<SeatResult> {
+    const seats = `${this.prefix}seats:${address}`;
+    const r = await lua.SEAT.run(
+      this.client,
+      [this.keys.viewers, seats],
+      [id, limits.max, this.ttlMs, limits.perAddress],
+    );
+    const result = SEAT_RESULTS[Number(r)];
+    if (result === undefined) throw new Error(`unexpected answer of the seat script: ${String(r)}`);
+    if (result === 'seated') this.ownViewers.set(id, seats);
+    return result;
   }
   async removeViewer(id: string): Promise<void> {
+    const seats = this.ownViewers.get(id);
     // Forget it first, so that no later heartbeat seats it again.
     this.ownViewers.delete(id);
-    await this.client.sendCommand(['ZREM', this.keys.viewers, id]);
+    if (seats === undefined) await this.client.sendCommand(['ZREM', this.keys.viewers, id]);
+    else await lua.UNSEAT.run(this.client, [this.keys.viewers, seats], [id]);
   }
   async hasViewer(id: string): Promise<boolean> {
     return (await lua.HAS_VIEWER.run(this.client, [this.keys.viewers], [id])) === 1;
@@ -116,8 +139,12 @@ export class RedisRoomState implements RoomState {
       live: live === 1,
     };
   }
-  async addMessage(message: ChatMessage, historySize: number): Promise<void> {
-    await lua.ADD_MESSAGE.run(this.client, [this.keys.chat], [JSON.stringify(message), historySize]);
+  async addMessage(message: ChatMessage, limits: HistoryLimits): Promise<void> {
+    await lua.ADD_MESSAGE.run(
+      this.client,
+      [this.keys.chat, this.keys.chatMeta],
+      [JSON.stringify(message), limits.size, limits.bytes],
+    );
   }
   async history(): Promise<ChatMessage[]> {
     const raw = strings(await this.client.sendCommand(['LRANGE', this.keys.chat, '0', '-1']));
@@ -134,17 +161,21 @@ export class RedisRoomState implements RoomState {
   }
   async takeChatToken(userId: string, perMinute: number): Promise<boolean> {
     const key = `${this.prefix}rate:${userId}`;
-    return (await lua.CHAT_TOKEN.run(this.client, [key], [perMinute, randomUUID()])) === 1;
+    return (await lua.RATE_TOKEN.run(this.client, [key], [perMinute, randomUUID()])) === 1;
+  }
+  async takeNewUserToken(address: string, perMinute: number): Promise<boolean> {
+    const key = `${this.prefix}newusers:${address}`;
+    return (await lua.RATE_TOKEN.run(this.client, [key], [perMinute, randomUUID()])) === 1;
   }
 
   /** Refreshes this replica's members; with `sweep`, also removes everybody's expired ones. */
   async tick(sweep: boolean): Promise<TickResult> {
     const own = this.own;
-    const { viewers, broadcaster, chat, stream } = this.keys;
+    const { viewers, broadcaster, chat, chatMeta, stream } = this.keys;
     const r = await lua.TICK.run(
       this.client,
-      [viewers, broadcaster, chat, stream],
-      [this.ttlMs, sweep ? 1 : 0, own?.id ?? '', own?.live ? 1 : 0, IDLE_ROOM_MS, ...this.ownViewers],
+      [viewers, broadcaster, chat, chatMeta, stream, ...this.ownViewers.values()],
+      [this.ttlMs, sweep ? 1 : 0, own?.id ?? '', own?.live ? 1 : 0, IDLE_ROOM_MS, ...this.ownViewers.keys()],
     );
     const [readded, swept, ownState, sweptBroadcaster] = Array.isArray(r) ? r : [];
     const lost = ownState === 'lost' ? own?.id : undefined;
@@ -162,7 +193,12 @@ export class RedisRoomState implements RoomState {
   async release(): Promise<void> {
     const viewers = [...this.ownViewers];
     this.ownViewers.clear();
-    if (viewers.length > 0) await this.client.sendCommand(['ZREM', this.keys.viewers, ...viewers]);
+    if (viewers.length > 0) {
+      await this.client.sendCommand(['ZREM', this.keys.viewers, ...viewers.map(([id]) => id)]);
+      const byAddress = new Map<string, string[]>();
+      for (const [id, seats] of viewers) byAddress.set(seats, [...(byAddress.get(seats) ?? []), id]);
+      for (const [seats, ids] of byAddress) await this.client.sendCommand(['ZREM', seats, ...ids]);
+    }
     const own = this.own;
     this.own = undefined;
     if (own) await lua.CLEAR_BROADCASTER.run(this.client, [this.keys.broadcaster], [own.id]);

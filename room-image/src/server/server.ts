@@ -6,14 +6,16 @@ import { Server } from 'socket.io';
 import type { IceServer, Welcome } from '../protocol.js';
 import { handshake } from './auth.js';
 import { createBackplane, type Backplane } from './backplane.js';
+import { dropWhenStalled } from './backpressure.js';
 import { chatWelcome, registerChat } from './chat.js';
 import type { RoomConfig } from './config.js';
 import type { RoomContext, RoomServer, RoomSocket } from './context.js';
 import { DEFAULT_FLOOD, guardSocket, type FloodLimits } from './guard.js';
-import { createApp, transportsFor } from './http.js';
+import { createApp, createMetricsApp, transportsFor } from './http.js';
 import { jsonLogger, type LogFn } from './log.js';
 import { createMedia, type Media } from './media.js';
 import { RoomMetrics } from './metrics.js';
+import { originGuard } from './origin.js';
 import { presencePublisher } from './presence.js';
 import { applyTick, joinRoom, leaveRoom, registerSignaling } from './signaling.js';
 import { turnCredential } from './turn.js';
@@ -34,6 +36,8 @@ export interface ServerOptions {
   host?: string;
   /** Port; defaults to config.port. */
   port?: number;
+  /** Port of /metrics; defaults to config.metricsPort. */
+  metricsPort?: number;
   /** Milliseconds between announcing shutdown and disconnecting clients. */
   drainMs?: number;
   log?: LogFn;
@@ -44,6 +48,9 @@ export interface ServerOptions {
 export interface RunningServer {
   url: string;
   port: number;
+  /** Base URL of the metrics port (`${metricsUrl}/metrics`). */
+  metricsUrl: string;
+  metricsPort: number;
   metrics: RoomMetrics;
   io: RoomServer;
   /** SFU rooms: the media relay and its connections. */
@@ -74,19 +81,20 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     void work.finally(() => pending.delete(work));
   };
 
-  const app = createApp(
-    {
-      config,
-      state,
-      metrics,
-      isShuttingDown,
-      unavailableReason,
-      localSockets: () => io.of('/').sockets.values(),
-      media: () => mediaRef.media,
-    },
-    publicDir,
+  const appContext = {
+    config,
+    state,
+    metrics,
+    isShuttingDown,
+    unavailableReason,
+    localSockets: () => io.of('/').sockets.values(),
+    media: () => mediaRef.media,
+  };
+  const httpServer: HttpServer = createServer(createApp(appContext, publicDir));
+  const metricsServer: HttpServer = createServer(createMetricsApp(appContext));
+  const origins = originGuard(config.allowedOrigins, () =>
+    metrics.rejectedConnections.add(1, { reason: 'bad_origin' }),
   );
-  const httpServer: HttpServer = createServer(app);
   const io: RoomServer = new Server(httpServer, {
     serveClient: false,
     maxHttpBufferSize: 256 * 1024,
@@ -95,8 +103,10 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     connectTimeout: 10_000,
     // Several replicas: WebSocket only, so no request of a session depends on reaching the same pod.
     transports: transportsFor(config),
+    allowRequest: origins.allowRequest,
     ...(backplane ? { adapter: backplane.adapter } : {}),
   });
+  origins.guardUpgrades(httpServer);
   const notifyPeers = backplane ? () => io.serverSideEmit('streamroom:presence') : undefined;
   const presence = presencePublisher({ io, state, metrics, log, isShuttingDown }, notifyPeers);
   io.on('streamroom:presence', () => {
@@ -134,14 +144,16 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     );
   });
 
-  const addr = await listen(httpServer, options.port ?? config.port, options.host ?? config.listenAddress);
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
+  const listenAddress = options.host ?? config.listenAddress;
+  const addr = await listen(httpServer, options.port ?? config.port, listenAddress);
+  const metricsAddr = await listen(metricsServer, options.metricsPort ?? config.metricsPort, listenAddress);
 
   let closing: Promise<void> | undefined;
   return {
-    url,
+    url: baseUrl(addr),
     port: addr.port,
+    metricsUrl: baseUrl(metricsAddr),
+    metricsPort: metricsAddr.port,
     metrics,
     io,
     media,
@@ -171,6 +183,10 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
           httpServer.closeIdleConnections();
         });
         httpServer.closeAllConnections();
+        await new Promise<void>((resolve) => {
+          metricsServer.close(() => resolve());
+          metricsServer.closeAllConnections();
+        });
         await Promise.all([backplane?.close(), media?.close()]);
       })();
       return closing;
@@ -181,6 +197,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
 /** Wires an authenticated socket: guard and handlers first (synchronously), then the welcome. */
 async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLimits): Promise<void> {
   const data = socket.data;
+  dropWhenStalled(ctx, socket);
   const handlers = guardSocket(ctx, socket, flood);
   registerSignaling(ctx, socket, handlers);
   registerChat(ctx, socket, handlers);
@@ -211,6 +228,12 @@ function iceServersFor(config: RoomContext['config'], user: string): IceServer[]
   if (!turn) return config.iceServers;
   const room = `${config.roomNamespace}/${config.roomName}`;
   return [...config.iceServers, turnCredential(turn, room, user, Date.now())];
+}
+
+/** A URL to reach a listening address (a wildcard address is reached on loopback). */
+function baseUrl(addr: AddressInfo): string {
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
 }
 
 function listen(httpServer: HttpServer, port: number, host: string | undefined): Promise<AddressInfo> {

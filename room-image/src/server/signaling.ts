@@ -4,15 +4,52 @@
  * join/leave side of it: broadcaster takeover and (PeerToPeer) viewer:joined/left.
  */
 import type { RoomContext, RoomSocket } from './context.js';
-import type { Welcome } from '../protocol.js';
+import type { RejectReason, SignalData, SignalMessage, Welcome } from '../protocol.js';
 import type { SocketHandlers } from './guard.js';
 import type { TickResult } from './redis-state.js';
 import { signalEnvelope, streamStatePayload } from './validate.js';
+
+/** How many of the broadcaster's peer connections a PeerToPeer viewer remembers (the newest). */
+const OFFERS_KEPT = 8;
+
+/**
+ * PeerToPeer: the peer connections the broadcaster offered to one viewer, seen as the offers go out
+ * to it (on the viewer's replica, wherever the broadcaster is). The viewer may signal only on those,
+ * and answer each offer once: nothing unsolicited reaches the broadcaster's browser.
+ */
+class Offered {
+  /** `<broadcaster socket>/<pc>` → whether an offer waits for its answer; oldest first. */
+  private readonly pcs = new Map<string, boolean>();
+
+  offer(from: string, pc: string): void {
+    const key = `${from}/${pc}`;
+    this.pcs.delete(key);
+    this.pcs.set(key, true);
+    if (this.pcs.size > OFFERS_KEPT) this.pcs.delete(this.pcs.keys().next().value!);
+  }
+
+  /** Why the viewer may not send `type` to `broadcaster` on `pc`, or undefined (an answer is used up). */
+  refuse(broadcaster: string, pc: string, type: SignalData['type']): RejectReason | undefined {
+    const key = `${broadcaster}/${pc}`;
+    const awaitingAnswer = this.pcs.get(key);
+    if (awaitingAnswer === undefined) return 'unknown_target';
+    if (type !== 'answer') return undefined;
+    if (!awaitingAnswer) return 'not_allowed';
+    this.pcs.set(key, false);
+    return undefined;
+  }
+}
 
 /** Handles `signal` (relayed to exactly one socket) and `stream:state` (broadcaster only). */
 export function registerSignaling(ctx: RoomContext, socket: RoomSocket, h: SocketHandlers): void {
   const { state, metrics, io, media } = ctx;
   const data = socket.data;
+  const offered = !media && data.role === 'viewer' ? new Offered() : undefined;
+  if (offered) {
+    socket.onAnyOutgoing((event: string, message: SignalMessage) => {
+      if (event === 'signal' && message.data.type === 'offer') offered.offer(message.from, message.pc);
+    });
+  }
 
   h.handle('signal', async (payload, ack) => {
     const env = h.check(signalEnvelope(payload), 'signal', ack);
@@ -29,9 +66,12 @@ export function registerSignaling(ctx: RoomContext, socket: RoomSocket, h: Socke
         return h.reject('unknown_target', 'signal', ack);
       target = env.to;
     } else {
-      if (env.to !== undefined) return h.reject('not_allowed', 'signal', ack);
+      // Viewers answer; only the broadcaster offers.
+      if (env.to !== undefined || env.data.type === 'offer') return h.reject('not_allowed', 'signal', ack);
       target = await state.broadcaster();
       if (target === undefined) return h.reject('unknown_target', 'signal', ack);
+      const refused = offered?.refuse(target, env.pc, env.data.type);
+      if (refused) return h.reject(refused, 'signal', ack);
     }
     metrics.signalingMessages.add(1);
     io.to(target).emit('signal', { from: socket.id, pc: env.pc, data: env.data });

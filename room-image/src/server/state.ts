@@ -7,9 +7,26 @@ import type { ChatMessage, Presence } from '../protocol.js';
 
 export type { ChatMessage, Presence };
 
+/** Seat limits (0 = unlimited): the room's, and those of one client address, both room-wide. */
+export interface SeatLimits {
+  max: number;
+  perAddress: number;
+}
+
+export type SeatResult = 'seated' | 'room_full' | 'address_full';
+
+/** The history keeps the last `size` messages that fit in `bytes` (UTF-8 of their JSON). */
+export interface HistoryLimits {
+  size: number;
+  bytes: number;
+}
+
+/** What a message costs in the history (and in every welcome): its JSON in UTF-8 bytes. */
+export const messageBytes = (message: ChatMessage): number => Buffer.byteLength(JSON.stringify(message));
+
 export interface RoomState {
-  /** Registers a viewer unless the room holds `max` viewers already (0 = unlimited). */
-  tryAddViewer(id: string, max: number): Promise<boolean>;
+  /** Seats viewer `id` of client `address` unless the room or the address is at its limit. */
+  tryAddViewer(id: string, address: string, limits: SeatLimits): Promise<SeatResult>;
   removeViewer(id: string): Promise<void>;
   hasViewer(id: string): Promise<boolean>;
   viewerIds(): Promise<string[]>;
@@ -20,37 +37,74 @@ export interface RoomState {
   broadcaster(): Promise<string | undefined>;
   setLive(id: string, live: boolean): Promise<boolean>;
   presence(): Promise<Presence>;
-  addMessage(message: ChatMessage, historySize: number): Promise<void>;
+  addMessage(message: ChatMessage, limits: HistoryLimits): Promise<void>;
   history(): Promise<ChatMessage[]>;
   /**
    * Records one chat message for `userId`; false when over `perMinute` within the last minute.
    * A user's record is dropped a minute after their last message.
    */
   takeChatToken(userId: string, perMinute: number, now: number): Promise<boolean>;
+  /** Records one new user id handed to client `address`; false when over `perMinute` in the last minute. */
+  takeNewUserToken(address: string, perMinute: number, now: number): Promise<boolean>;
+}
+
+/** Events per key in a sliding minute; a key is forgotten a minute after its last event. */
+class MinuteWindow {
+  private readonly times = new Map<string, number[]>();
+  private lastPrune = 0;
+
+  take(key: string, perMinute: number, now: number): boolean {
+    if (now - this.lastPrune > 60_000) this.prune(now);
+    const times = (this.times.get(key) ?? []).filter((t) => now - t < 60_000);
+    if (times.length >= perMinute) {
+      this.times.set(key, times);
+      return false;
+    }
+    times.push(now);
+    this.times.set(key, times);
+    return true;
+  }
+  private prune(now: number): void {
+    this.lastPrune = now;
+    for (const [key, times] of this.times) {
+      if (now - (times.at(-1) ?? 0) >= 60_000) this.times.delete(key);
+    }
+  }
 }
 
 export class MemoryRoomState implements RoomState {
-  private readonly viewers = new Set<string>();
+  /** Seated viewers: socket id → client address. */
+  private readonly viewers = new Map<string, string>();
+  private readonly seatsByAddress = new Map<string, number>();
   private broadcasterId: string | undefined;
   private live = false;
-  private readonly messages: ChatMessage[] = [];
-  private readonly chatTimes = new Map<string, number[]>();
-  private lastPrune = 0;
+  private readonly messages: { message: ChatMessage; bytes: number }[] = [];
+  private historyBytes = 0;
+  private readonly chatTimes = new MinuteWindow();
+  private readonly newUserTimes = new MinuteWindow();
 
-  async tryAddViewer(id: string, max: number): Promise<boolean> {
-    if (this.viewers.has(id)) return true;
-    if (max > 0 && this.viewers.size >= max) return false;
-    this.viewers.add(id);
-    return true;
+  async tryAddViewer(id: string, address: string, limits: SeatLimits): Promise<SeatResult> {
+    if (this.viewers.has(id)) return 'seated';
+    if (limits.max > 0 && this.viewers.size >= limits.max) return 'room_full';
+    const seats = this.seatsByAddress.get(address) ?? 0;
+    if (limits.perAddress > 0 && seats >= limits.perAddress) return 'address_full';
+    this.viewers.set(id, address);
+    this.seatsByAddress.set(address, seats + 1);
+    return 'seated';
   }
   async removeViewer(id: string): Promise<void> {
+    const address = this.viewers.get(id);
+    if (address === undefined) return;
     this.viewers.delete(id);
+    const seats = (this.seatsByAddress.get(address) ?? 1) - 1;
+    if (seats > 0) this.seatsByAddress.set(address, seats);
+    else this.seatsByAddress.delete(address);
   }
   async hasViewer(id: string): Promise<boolean> {
     return this.viewers.has(id);
   }
   async viewerIds(): Promise<string[]> {
-    return [...this.viewers];
+    return [...this.viewers.keys()];
   }
   async setBroadcaster(id: string): Promise<string | undefined> {
     const prev = this.broadcasterId;
@@ -79,29 +133,21 @@ export class MemoryRoomState implements RoomState {
       live: this.live,
     };
   }
-  async addMessage(message: ChatMessage, historySize: number): Promise<void> {
-    this.messages.push(message);
-    while (this.messages.length > historySize) this.messages.shift();
+  async addMessage(message: ChatMessage, limits: HistoryLimits): Promise<void> {
+    const bytes = messageBytes(message);
+    this.messages.push({ message, bytes });
+    this.historyBytes += bytes;
+    while (this.messages.length > limits.size || this.historyBytes > limits.bytes) {
+      this.historyBytes -= this.messages.shift()!.bytes;
+    }
   }
   async history(): Promise<ChatMessage[]> {
-    return [...this.messages];
+    return this.messages.map((m) => m.message);
   }
   async takeChatToken(userId: string, perMinute: number, now: number): Promise<boolean> {
-    if (now - this.lastPrune > 60_000) this.prune(now);
-    const times = (this.chatTimes.get(userId) ?? []).filter((t) => now - t < 60_000);
-    if (times.length >= perMinute) {
-      this.chatTimes.set(userId, times);
-      return false;
-    }
-    times.push(now);
-    this.chatTimes.set(userId, times);
-    return true;
+    return this.chatTimes.take(userId, perMinute, now);
   }
-  /** Forgets users who sent nothing within the last minute (users outlive their sockets). */
-  private prune(now: number): void {
-    this.lastPrune = now;
-    for (const [user, times] of this.chatTimes) {
-      if (now - (times.at(-1) ?? 0) >= 60_000) this.chatTimes.delete(user);
-    }
+  async takeNewUserToken(address: string, perMinute: number, now: number): Promise<boolean> {
+    return this.newUserTimes.take(address, perMinute, now);
   }
 }
