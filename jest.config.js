@@ -19,5 +19,7 @@ export default {
     // Pods with real containers (e2e/scripts/cluster.sh): one cluster per machine, run on its own
     // after the others (npm test runs it as a second jest pass).
     project('e2e-real', { roots: ['<rootDir>/e2e/real'] }, 'e2e'),
+    // Benchmarks (npm run bench:operator), never part of npm test.
+    project('bench', { roots: ['<rootDir>/e2e/bench'], testRegex: '\\.bench\\.ts$' }, 'e2e'),
   ],
 };

@@ -23,6 +23,8 @@
 #                               capacity of each simulated node (default 32, 128Gi, 110)
 #   STREAMROOM_METRICS_SERVER=0 do not start metrics-server
 #   STREAMROOM_HPA_SYNC_PERIOD  kube-controller-manager --horizontal-pod-autoscaler-sync-period (5s)
+#   STREAMROOM_CONTROL_PLANE_QPS, STREAMROOM_CONTROL_PLANE_BURST: client rate limit of the
+#                               controller-manager and the scheduler (100, 100; "default": theirs)
 #   STREAMROOM_ADVERTISE_ADDRESS apiserver --advertise-address (default 127.0.0.1, see below)
 #   STREAMROOM_AGGREGATOR_ROUTING apiserver --enable-aggregator-routing (default false: an APIService
 #                               backed by an ExternalName Service "localhost" reaches a host process)
@@ -51,7 +53,7 @@ while [[ $# -gt 0 ]]; do
     --apiserver-only) APISERVER_ONLY=1 ;;
     --real-node) REAL_NODE=1 ;;
     --owner-pid) OWNER_PID="$2"; shift ;;
-    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -399,6 +401,13 @@ if [[ "$REAL_NODE" == 1 ]]; then
 fi
 
 if [[ "$APISERVER_ONLY" != 1 ]]; then
+  # Client rate limits of the controller-manager and the scheduler: Kubernetes' own scalability jobs
+  # (kubemark, ClusterLoader2) run them at 100 QPS / burst 100, as large production control planes
+  # do; the components' defaults (kcm 20/30, scheduler 50/100) remain one setting away ("default").
+  QPS_FLAGS=()
+  if [[ "${STREAMROOM_CONTROL_PLANE_QPS:-100}" != default ]]; then
+    QPS_FLAGS=(--kube-api-qps="${STREAMROOM_CONTROL_PLANE_QPS:-100}" --kube-api-burst="${STREAMROOM_CONTROL_PLANE_BURST:-100}")
+  fi
   start kube-controller-manager "${BIN[kube-controller-manager]}" \
     --kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
@@ -413,6 +422,7 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --horizontal-pod-autoscaler-sync-period="${STREAMROOM_HPA_SYNC_PERIOD:-5s}" \
+    "${QPS_FLAGS[@]}" \
     --profiling=false \
     --v=1
   start kube-scheduler "${BIN[kube-scheduler]}" \
@@ -422,6 +432,7 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     --bind-address=127.0.0.1 \
     --secure-port="$SCHED_PORT" \
     --leader-elect=false \
+    "${QPS_FLAGS[@]}" \
     --profiling=false \
     --v=1
   if [[ "$KWOK_NODES" != 0 ]]; then

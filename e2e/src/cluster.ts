@@ -26,6 +26,8 @@ export interface Cluster {
 export interface ClusterOptions {
   /** Only etcd and kube-apiserver (enough for schema and CEL validation). */
   apiserverOnly?: boolean;
+  /** Settings for up.sh (e.g. STREAMROOM_KWOK_NODES, STREAMROOM_CONTROL_PLANE_QPS). */
+  env?: Record<string, string>;
 }
 
 /** What a finished command returned. */
@@ -86,7 +88,7 @@ function withKubectl(dir: string, kubeconfig: string, stop: () => Promise<void>)
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'streamroom-e2e-'));
-  const env = { ...process.env, STREAMROOM_CLUSTER_DIR: dir };
+  const env = { ...process.env, ...options.env, STREAMROOM_CLUSTER_DIR: dir };
   const args = [path.join(CLUSTER, 'up.sh'), '--owner-pid', String(process.pid)];
   if (options.apiserverOnly) args.push('--apiserver-only');
   try {

@@ -91,7 +91,7 @@ describe('the Helm chart', () => {
     // Messages of helm >= 3.18 (santhosh-tekuri/jsonschema); older helm words them differently.
     const cases: [string[], RegExp][] = [
       [['--set', 'workers=0'], /workers.*(minimum: got 0, want 1|greater than or equal to 1)/],
-      [['--set', 'workers=65'], /workers.*(maximum: got 65, want 64|less than or equal to 64)/],
+      [['--set', 'workers=257'], /workers.*(maximum: got 257, want 256|less than or equal to 256)/],
       [['--set', 'logLevel=loud'], /logLevel.*must be one of/i],
       [['--set', 'watchNamespaces={Team_A}'], /watchNamespaces.*(does not match pattern|must match)/i],
       [['--set', 'image.pullPolicy=Sometimes'], /pullPolicy.*must be one of/i],
@@ -105,6 +105,12 @@ describe('the Helm chart', () => {
         expect(r.stderr).toMatch(message);
       }),
     );
+    // what the schema cannot say: two replicas without leader election
+    const both = await helm.result(['template', 'x', CHART_DIR, '--set', 'leaderElection.enabled=false']);
+    expect(both.stderr).toMatch(/replicaCount above 1 needs leaderElection.enabled/);
+    expect(
+      await helm.run(['template', 'x', CHART_DIR, '--set', 'leaderElection.enabled=false,replicaCount=1']),
+    ).toMatch(/type: Recreate/);
   });
 
   it('renders manifests the API server accepts, with default and with non-default values', async () => {
@@ -132,6 +138,8 @@ describe('the Helm chart', () => {
       'tolerations[0].key=dedicated,tolerations[0].operator=Equal,tolerations[0].value=ops,tolerations[0].effect=NoSchedule',
       '--set-string',
       'podAnnotations.prometheus\\.io/scrape=true',
+      '--set',
+      'grafanaDashboard.enabled=true',
     ]);
     // least privilege by default: a Role in the release namespace, no cluster-wide rule on rooms or Secrets
     const roles = parseAllDocuments(defaults)
@@ -139,6 +147,7 @@ describe('the Helm chart', () => {
       .filter((o): o is Obj => !!o && /Role$/.test(o.kind));
     expect(roles.map((o) => `${o.kind}/${o.metadata.name}@${o.metadata.namespace ?? ''}`).sort()).toEqual([
       `ClusterRole/streamroom-operator-nodes@`,
+      `Role/streamroom-operator-leader-election@${RELEASE_NS}`,
       `Role/streamroom-operator@${RELEASE_NS}`,
     ]);
     expect(defaults).toMatch(new RegExp(`name: STREAMROOM_NAMESPACES\\s+value: "${RELEASE_NS}"`));
@@ -158,31 +167,49 @@ describe('the Helm chart', () => {
       docs(text)
         .map((d) => `${d.kind}/${d.metadata.namespace ?? ''}`)
         .sort();
+    // namespaced by default: cluster-wide only the node list (for NodePort URLs)
     expect(kinds(defaults)).toEqual([
       'ClusterRole/',
-      'ClusterRole/',
-      'ClusterRoleBinding/',
       'ClusterRoleBinding/',
       'CustomResourceDefinition/',
       `Deployment/${RELEASE_NS}`,
+      `PodDisruptionBudget/${RELEASE_NS}`,
+      `Role/${RELEASE_NS}`,
+      `Role/${RELEASE_NS}`,
+      `RoleBinding/${RELEASE_NS}`,
+      `RoleBinding/${RELEASE_NS}`,
       `Service/${RELEASE_NS}`,
       `ServiceAccount/${RELEASE_NS}`,
     ]);
     // Namespaced mode with nodeAddress set: a Role per watched namespace and nothing cluster-wide.
+    // (and the TURN gateway: its Deployment, Service and Secret)
     expect(kinds(custom)).toEqual([
+      `ConfigMap/${RELEASE_NS}`,
       'CustomResourceDefinition/',
       `Deployment/${RELEASE_NS}`,
+      `Deployment/${RELEASE_NS}`,
+      `PodDisruptionBudget/${RELEASE_NS}`,
+      `Role/${RELEASE_NS}`,
       'Role/team-a',
       'Role/team-b',
+      `RoleBinding/${RELEASE_NS}`,
       'RoleBinding/team-a',
       'RoleBinding/team-b',
+      `Secret/${RELEASE_NS}`,
+      `Service/${RELEASE_NS}`,
       `Service/${RELEASE_NS}`,
       `ServiceAccount/${RELEASE_NS}`,
     ]);
-    const deployment = docs(custom).find((d) => d.kind === 'Deployment')!;
+    const deployment = docs(custom).find(
+      (d) => d.kind === 'Deployment' && d.metadata.name === 'streamroom-operator',
+    )!;
     const pod = deployment.spec.template.spec;
     const container = pod.containers[0];
-    expect(deployment.spec).toMatchObject({ replicas: 1, strategy: { type: 'Recreate' } });
+    // two replicas, one leading: replaced one at a time, the new one ready (standing by) first
+    expect(deployment.spec).toMatchObject({
+      replicas: 2,
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+    });
     expect(container.image).toBe('registry.example.com/streamroom/operator:1.2.3');
     expect(Object.fromEntries(container.env.map((e: Obj) => [e.name, e.value]))).toMatchObject({
       STREAMROOM_DEFAULT_IMAGE: 'registry.example.com/streamroom/room:1.2.3',
@@ -195,7 +222,17 @@ describe('the Helm chart', () => {
     });
     // The env the chart sets is exactly what the operator's own config parser accepts.
     const env = Object.fromEntries(container.env.map((e: Obj) => [e.name, e.value]));
-    expect(loadConfig([], env)).toMatchObject({ namespaces: TEAMS, workers: 8, logLevel: 'debug' });
+    expect(loadConfig([], { ...env, POD_NAMESPACE: RELEASE_NS })).toMatchObject({
+      namespaces: TEAMS,
+      workers: 8,
+      logLevel: 'debug',
+      kubeApiQps: 200,
+      kubeApiBurst: 400,
+      leaderElection: { namespace: RELEASE_NS, leaseName: 'streamroom-operator' },
+    });
+    expect(container.env.find((e: Obj) => e.name === 'POD_NAMESPACE').valueFrom).toEqual({
+      fieldRef: { fieldPath: 'metadata.namespace' },
+    });
     expect(container.resources.limits.memory).toBe('512Mi');
     expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
     expect(pod.tolerations).toEqual([
@@ -213,6 +250,24 @@ describe('the Helm chart', () => {
     expect(container.ports).toEqual([{ name: 'metrics', containerPort: 8081, protocol: 'TCP' }]);
     expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    // the dashboard ConfigMap carries the chart's dashboard as it is
+    const dashboard = docs(custom).find((d) => d.kind === 'ConfigMap')!;
+    expect(dashboard.metadata.labels.grafana_dashboard).toBe('1');
+    expect(JSON.parse(dashboard.data['streamroom-operator.json'])).toEqual(
+      JSON.parse(readFileSync(path.join(CHART_DIR, 'dashboards', 'streamroom-operator.json'), 'utf8')),
+    );
+    // the ServiceMonitor (its CRD is not on this cluster) selects the metrics Service by its port name
+    const monitored = docs(
+      await render(['--set', 'serviceMonitor.enabled=true,serviceMonitor.labels.release=prom']),
+    );
+    const monitor = monitored.find((d) => d.kind === 'ServiceMonitor')!;
+    const service = monitored.find((d) => d.kind === 'Service')!;
+    expect(monitor.metadata.labels.release).toBe('prom');
+    expect(service.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
+    expect(monitor.spec.endpoints).toEqual([
+      { port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' },
+    ]);
+    expect(service.spec.ports[0].name).toBe('metrics');
   });
 });
 
@@ -311,6 +366,8 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
       ['get', 'secrets', '-n', 'rbac-check'],
       ['create', 'events', '-n', 'rbac-check'],
       ['list', 'nodes'],
+      ['create', 'leases.coordination.k8s.io', '-n', RELEASE_NS],
+      ['update', 'leases.coordination.k8s.io/streamroom-operator', '-n', RELEASE_NS],
     ];
     const no = [
       ['list', 'pods', '-n', 'rbac-check'],
@@ -326,6 +383,8 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
       ['create', 'pods', '-n', 'rbac-check'],
       ['patch', 'events', '-n', 'rbac-check'],
       ['delete', 'secrets', '-n', 'rbac-check'],
+      ['update', 'leases.coordination.k8s.io/kube-controller-manager', '-n', RELEASE_NS],
+      ['create', 'leases.coordination.k8s.io', '-n', 'rbac-check'],
     ];
     const answers = await Promise.all([...yes, ...no].map((a) => canI(cluster, clusterSa, a)));
     expect(answers.map((v, i) => `${v ? 'yes' : 'no'}: ${[...yes, ...no][i]!.join(' ')}`)).toEqual([

@@ -42,6 +42,8 @@ afterAll(async () => {
 describe('rooms at scale', () => {
   it('scales a busy room out on CPU and back in when the load is gone', async () => {
     const spec = {
+      // (PeerToPeer: no media port, so replicas need no node each; two kwok nodes here)
+      media: { mode: 'PeerToPeer' },
       replicas: { min: 1, max: 4 },
       autoscaling: { targetCPUUtilizationPercentage: 50, scaleDownStabilizationWindowSeconds: 0 },
       resources: { requests: { cpu: '100m' } },

@@ -56,6 +56,8 @@ export interface BuildOptions {
     /** TURN: the gateway's URLs for browsers, and this room's key to mint credentials with. */
     turn?: { urls: string[]; roomKey: string };
   };
+  /** Proxies in front of rooms (e.g. the ingress controller's pods) whose X-Forwarded-For rooms trust. */
+  trustedProxies?: string[];
   /** Image of a room's own Redis (the backplane of a room that can run several replicas). */
   redisImage?: string;
   /** A Redis every multi-replica room shares (with a key prefix of its own) instead of running its own. */
@@ -316,6 +318,7 @@ export function roomEnv(
   spec: ResolvedSpec,
   backplane: Backplane,
   media: MediaPlan,
+  trustedProxies: string[] = [],
 ): V1EnvVar[] {
   const secret = keysSecretName(room.metadata.name);
   const env: V1EnvVar[] = [
@@ -355,6 +358,18 @@ export function roomEnv(
     );
   }
   env.push({ name: 'SHUTDOWN_TIMEOUT_SECONDS', value: String(ROOM_SHUTDOWN_TIMEOUT_SECONDS) });
+  env.push({ name: 'ROOM_METRICS_PORT', value: String(ROOM_METRICS_PORT) });
+  // Seats and new ids per visitor address only where the room sees visitors' addresses: through a
+  // LoadBalancer that keeps them (externalTrafficPolicy Local), or behind proxies it trusts to say
+  // them (X-Forwarded-For). Elsewhere every visitor would share the proxy's or the node's address.
+  if (spec.expose.type !== 'LoadBalancer' && (spec.expose.type === 'NodePort' || !trustedProxies.length)) {
+    env.push(
+      { name: 'ROOM_MAX_VIEWERS_PER_ADDRESS', value: '0' },
+      { name: 'ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE', value: '0' },
+    );
+  } else if (trustedProxies.length && spec.expose.type !== 'LoadBalancer') {
+    env.push({ name: 'ROOM_TRUSTED_PROXIES', value: trustedProxies.join(',') });
+  }
   if (backplane.mode !== 'none') {
     env.push(secretEnv('ROOM_REDIS_URL', secret, REDIS_URL_KEY), {
       name: 'ROOM_REDIS_KEY_PREFIX',
@@ -369,6 +384,7 @@ export function buildDeployment(
   spec: ResolvedSpec,
   backplane: Backplane,
   media: MediaPlan,
+  trustedProxies: string[] = [],
 ): V1Deployment {
   const labels = roomLabels(room, spec.image);
   const deployment: V1Deployment = {
@@ -389,7 +405,15 @@ export function buildDeployment(
         },
       },
       template: {
-        metadata: { labels },
+        metadata: {
+          labels,
+          // the room server's /metrics, on a port of its own that the room's Service does not expose
+          annotations: {
+            'prometheus.io/scrape': 'true',
+            'prometheus.io/port': String(ROOM_METRICS_PORT),
+            'prometheus.io/path': '/metrics',
+          },
+        },
         spec: {
           automountServiceAccountToken: false,
           enableServiceLinks: false,
@@ -406,9 +430,10 @@ export function buildDeployment(
               image: spec.image,
               ports: [
                 { name: 'http', containerPort: ROOM_CONTAINER_PORT, protocol: 'TCP' },
+                { name: 'metrics', containerPort: ROOM_METRICS_PORT, protocol: 'TCP' },
                 ...relayPorts(media),
               ],
-              env: roomEnv(room, spec, backplane, media),
+              env: roomEnv(room, spec, backplane, media, trustedProxies),
               resources: spec.resources,
               lifecycle: { preStop: { sleep: { seconds: ROOM_PRESTOP_SLEEP_SECONDS } } },
               readinessProbe: {
@@ -458,6 +483,8 @@ export function buildService(room: StreamRoom, spec: ResolvedSpec): V1Service {
       // Clients use WebSocket, which needs no affinity (replicas share state through the backplane);
       // ClientIP affinity also keeps socket.io's long-polling fallback on one replica.
       sessionAffinity: 'ClientIP',
+      // visitors' own addresses reach the room (its limits per address), only to nodes with a pod
+      ...(type === 'LoadBalancer' ? { externalTrafficPolicy: 'Local' } : {}),
     },
   };
 }
@@ -715,7 +742,7 @@ export function desiredChildren(
   } else {
     absent.push({ kind: 'Deployment', name: redisName(name) }, { kind: 'Service', name: redisName(name) });
   }
-  apply.push(buildDeployment(room, spec, backplane, media), buildService(room, spec));
+  apply.push(buildDeployment(room, spec, backplane, media, options.trustedProxies), buildService(room, spec));
   if (spec.suspend) absent.push({ kind: 'HorizontalPodAutoscaler', name });
   else apply.push(buildHpa(room, spec));
   if (spec.expose.type === 'Ingress') apply.push(buildIngress(room, spec));

@@ -12,6 +12,9 @@ export interface OperatorConfig {
   /** Namespaces to watch; empty means all. */
   namespaces: string[];
   workers: number;
+  /** Client-side limit on the operator's API requests (not watches): sustained rate and burst. */
+  kubeApiQps: number;
+  kubeApiBurst: number;
   logLevel: LogLevel;
   /** Every room is reconciled at least this often, even when nothing changes. */
   resyncPeriodSeconds: number;
@@ -38,6 +41,10 @@ export interface OperatorConfig {
   policy: RoomPolicy;
   /** Namespace of the ingress controller: Ingress rooms take web traffic only from it (NetworkPolicy). */
   ingressNamespace?: string;
+  /** Proxies in front of rooms (IPs or CIDRs) whose X-Forwarded-For rooms trust for per-visitor limits. */
+  trustedProxies: string[];
+  /** Several replicas: only the holder of this Lease works, the others keep warm caches. */
+  leaderElection?: { namespace: string; leaseName: string };
 }
 
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
@@ -57,7 +64,12 @@ const FLAGS = {
     help: 'redis:// or rediss:// URL of a Redis all multi-replica rooms share (default: one Redis per room)',
   },
   namespaces: { env: 'STREAMROOM_NAMESPACES', help: 'comma-separated namespaces to watch (default: all)' },
-  workers: { env: 'STREAMROOM_WORKERS', help: 'rooms reconciled in parallel (4)' },
+  workers: { env: 'STREAMROOM_WORKERS', help: 'rooms reconciled in parallel (16)' },
+  'kube-api-qps': {
+    env: 'STREAMROOM_KUBE_API_QPS',
+    help: 'API requests per second, sustained (200; watches not counted)',
+  },
+  'kube-api-burst': { env: 'STREAMROOM_KUBE_API_BURST', help: 'API requests allowed at once above it (400)' },
   'log-level': { env: 'STREAMROOM_LOG_LEVEL', help: 'debug, info, warn or error (info)' },
   'resync-period': { env: 'STREAMROOM_RESYNC_PERIOD', help: 'seconds between full resyncs (600)' },
   'watch-idle-timeout': {
@@ -103,6 +115,22 @@ const FLAGS = {
   'ingress-namespace': {
     env: 'STREAMROOM_INGRESS_NAMESPACE',
     help: "the ingress controller's namespace: Ingress rooms take web traffic only from it",
+  },
+  'trusted-proxies': {
+    env: 'STREAMROOM_TRUSTED_PROXIES',
+    help: "comma-separated IPs or CIDRs of the proxies in front of Ingress rooms (the ingress controller's pods): rooms limit seats per visitor address from their X-Forwarded-For",
+  },
+  'leader-elect': {
+    env: 'STREAMROOM_LEADER_ELECT',
+    help: 'true: only the holder of a Lease reconciles, other replicas stand by (false)',
+  },
+  'leader-election-namespace': {
+    env: 'POD_NAMESPACE',
+    help: "namespace of the Lease (the pod's own namespace; default: default)",
+  },
+  'leader-election-id': {
+    env: 'STREAMROOM_LEADER_ELECTION_ID',
+    help: 'name of the Lease (streamroom-operator)',
   },
   kubeconfig: {
     env: 'KUBECONFIG',
@@ -165,6 +193,20 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     }
   }
   const kubeconfig = get('kubeconfig');
+  const leaderElectText = get('leader-elect') || 'false';
+  if (leaderElectText !== 'true' && leaderElectText !== 'false') {
+    throw new Error(`--leader-elect must be true or false, got "${leaderElectText}"`);
+  }
+  const leaderElect = leaderElectText === 'true';
+  const trustedProxies = (get('trusted-proxies') ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const p of trustedProxies) {
+    if (!/^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)(\/\d{1,3})?$/.test(p)) {
+      throw new Error(`--trusted-proxies: "${p}" is not an IP address or CIDR`);
+    }
+  }
   const mediaNetwork = get('media-network') || 'HostPort';
   if (mediaNetwork !== 'HostPort' && mediaNetwork !== 'TURN') {
     throw new Error(`--media-network must be HostPort or TURN, got "${mediaNetwork}"`);
@@ -185,7 +227,9 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     redisImage: get('redis-image') || DEFAULT_REDIS_IMAGE,
     ...(sharedRedisUrl ? { sharedRedisUrl } : {}),
     namespaces,
-    workers: integer('workers', get('workers') ?? '4', 1, 64),
+    workers: integer('workers', get('workers') ?? '16', 1, 256),
+    kubeApiQps: integer('kube-api-qps', get('kube-api-qps') ?? '200', 1, 100_000),
+    kubeApiBurst: integer('kube-api-burst', get('kube-api-burst') ?? '400', 1, 100_000),
     logLevel,
     resyncPeriodSeconds: integer('resync-period', get('resync-period') ?? '600', 1, 86_400),
     watchIdleTimeoutSeconds: integer('watch-idle-timeout', get('watch-idle-timeout') ?? '300', 1, 86_400),
@@ -201,5 +245,14 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
       hosts: parseHosts(get('allowed-ingress-hosts') ?? ''),
     },
     ...(get('ingress-namespace') ? { ingressNamespace: get('ingress-namespace') } : {}),
+    trustedProxies,
+    ...(leaderElect
+      ? {
+          leaderElection: {
+            namespace: get('leader-election-namespace') || 'default',
+            leaseName: get('leader-election-id') || 'streamroom-operator',
+          },
+        }
+      : {}),
   };
 }

@@ -34,6 +34,7 @@ import { ResilientInformer, type InformerHealth } from './informer.js';
 import { collectionPath, statusCode, type ControllerApi, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
 import { canonical, computeStatus, statusChanged, type ObservedState } from './status.js';
+import { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './workqueue.js';
 import { API_VERSION, KIND, PLURAL, roomKey, type StreamRoom } from './types.js';
 
@@ -168,6 +169,32 @@ class KindCache<T extends KubernetesObject> implements Cache<T> {
   }
 }
 
+/** Waits for every promise; then throws the first failure, if any (no write is left running). */
+async function settleAll(promises: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+type Change = { verb: 'Created' | 'Updated' | 'Deleted'; what: string };
+
+/** The Event reason for a reconcile's changes: Created when it created anything, else Updated, else Deleted. */
+export function eventReason(changes: Change[]): Change['verb'] {
+  return (
+    (['Created', 'Updated', 'Deleted'] as const).find((v) => changes.some((c) => c.verb === v)) ?? 'Updated'
+  );
+}
+
+/** "Created NetworkPolicy a, Secret a-keys; deleted Ingress a" */
+export function eventMessage(changes: Change[]): string {
+  return (['Created', 'Updated', 'Deleted'] as const)
+    .map((verb) => {
+      const what = changes.filter((c) => c.verb === verb).map((c) => c.what);
+      return what.length ? `${verb} ${what.join(', ')}` : '';
+    })
+    .filter(Boolean)
+    .join('; ');
+}
+
 function controllerOf(obj: KubernetesObject): { kind: string; name: string; uid: string } | undefined {
   return obj.metadata?.ownerReferences?.find(
     (r) => r.controller && r.apiVersion === API_VERSION && r.kind === KIND,
@@ -190,6 +217,9 @@ export interface RoomAcl {
   close(): Promise<void>;
 }
 
+/** How long a room may be on its way (Pending, Provisioning) before its status says so. */
+export const STATUS_SETTLE_MS = 5000;
+
 /** Secrets a room may name in iceServers[].credentialSecretRef carry this label (and are not a room's keys). */
 export const ROOM_CREDENTIAL_LABEL = 'streamroom.dev/room-credential';
 
@@ -208,6 +238,9 @@ export class Controller {
   readonly kube: ControllerApi;
   readonly queue: WorkQueue;
   readonly stats: ControllerStats = { reconciles: 0, reconcileErrors: 0 };
+  readonly metrics: OperatorMetrics;
+  /** Whether this operator holds the lease (always, without leader election). */
+  private leader = true;
   private readonly rooms: Cache<StreamRoom>;
   private readonly children: Record<ChildKind, Cache<KubernetesObject>>;
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -221,10 +254,14 @@ export class Controller {
     string,
     Map<string, { before: string | undefined; content: string }>
   >();
+  /** Since when each room has been Pending or Provisioning without its status saying so. */
+  private readonly progressSince = new Map<string, number>();
   /** The last warning recorded per room, so a failing room does not fill the Event list. */
   private readonly lastWarning = new Map<string, string>();
   private started = false;
+  private cachesStarted = false;
   private stopping = false;
+  private leaderName: () => string | undefined = () => undefined;
   /** HostPort rooms' ports this operator gave out, by room, until the rooms' statuses show them. */
   private readonly portReservations = new Map<string, number>();
   /** The TURN gateway's secret, from which each TURN room's own key is derived. */
@@ -251,11 +288,25 @@ export class Controller {
     this.children = Object.fromEntries(
       CHILD_KINDS.map((k) => [k, deps.caches(CHILDREN[k], selector)]),
     ) as Record<ChildKind, Cache<KubernetesObject>>;
+    this.metrics = new OperatorMetrics({
+      queueDepth: () => this.queue.length,
+      activeWorkers: () => this.queue.active,
+      roomsByPhase: () => {
+        const phases = new Map<string, number>();
+        for (const r of this.rooms.list())
+          phases.set(r.status?.phase ?? '', (phases.get(r.status?.phase ?? '') ?? 0) + 1);
+        return phases;
+      },
+      informerRestarts: () => this.informerRestarts,
+      isLeader: () => this.leader,
+      leaseName: config.leaderElection?.leaseName ?? 'streamroom-operator',
+    });
     this.queue = new WorkQueue({
       workers: config.workers,
-      handler: (key) => this.reconcile(key),
+      handler: (key) => this.timedReconcile(key),
       onError: (key, err, retryInMs) =>
         this.log.warn('reconcile failed', { room: key, error: errorMessage(err), retryInMs }),
+      observer: this.metrics.queue,
     });
 
     const enqueueRoom = (room: StreamRoom) => {
@@ -266,6 +317,7 @@ export class Controller {
     this.rooms.on('update', enqueueRoom);
     this.rooms.on('delete', (room) => {
       this.aclApplied.delete(roomKey(room));
+      this.progressSince.delete(roomKey(room));
       this.lastWarning.delete(roomKey(room));
       this.recentWrites.delete(roomKey(room));
       this.portReservations.delete(roomKey(room));
@@ -286,9 +338,25 @@ export class Controller {
 
   /** Starts the informers, waits for their first list, then starts the workers and the periodic resync. */
   async start(): Promise<void> {
+    await this.startCaches();
+    this.startWorkers();
+  }
+
+  /**
+   * Starts the informers and waits for their first list. A standby (leader election) stops here, its
+   * caches kept current, so that becoming the leader only has to start the workers.
+   */
+  async startCaches(): Promise<void> {
     const caches = this.caches;
     caches.forEach((c) => c.start());
     await Promise.all(caches.map((c) => c.waitForSync()));
+    this.cachesStarted = true;
+  }
+
+  /** Starts the workers and the periodic resync (every room is enqueued by the caches' first list). */
+  startWorkers(): void {
+    if (this.started || this.stopping) return;
+    this.leader = true;
     this.queue.start();
     this.started = true;
     this.resyncTimer = setInterval(() => this.resync(), this.config.resyncPeriodSeconds * 1000);
@@ -298,6 +366,12 @@ export class Controller {
       workers: this.config.workers,
       rooms: this.rooms.list().length,
     });
+  }
+
+  /** Makes this operator a standby until startWorkers(): `leaderName` says who leads meanwhile. */
+  standBy(leaderName: () => string | undefined): void {
+    this.leader = false;
+    this.leaderName = leaderName;
   }
 
   private get caches(): Cache<KubernetesObject>[] {
@@ -310,10 +384,12 @@ export class Controller {
    * operator restarted.)
    */
   get readiness(): { ready: boolean; reason: string } {
-    if (!this.started) return { ready: false, reason: 'starting: caches not synced yet' };
+    if (!this.cachesStarted) return { ready: false, reason: 'starting: caches not synced yet' };
     const failing = this.caches.flatMap((c) => c.health).find((h) => h.failing);
     if (failing)
       return { ready: false, reason: `API server unreachable (${failing.name}: ${failing.lastError})` };
+    // A standby is ready too (its caches are warm; a rolling update waits for it): the body says which.
+    if (!this.leader) return { ready: true, reason: `standby (leader: ${this.leaderName() || 'none yet'})` };
     return { ready: true, reason: 'ok' };
   }
 
@@ -355,6 +431,20 @@ export class Controller {
     return !this.stopping;
   }
 
+  private async timedReconcile(key: string): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.reconcile(key);
+      this.metrics.reconciled((performance.now() - started) / 1000, 'success');
+    } catch (err) {
+      this.metrics.reconciled(
+        (performance.now() - started) / 1000,
+        statusCode(err) === 409 ? 'requeue' : 'error',
+      );
+      throw err;
+    }
+  }
+
   /** Brings one room's children and status to what the room wants. Throws to be retried with backoff. */
   async reconcile(key: string): Promise<void> {
     const slash = key.indexOf('/');
@@ -384,6 +474,7 @@ export class Controller {
         redisImage: this.config.redisImage,
         ...(this.config.sharedRedisUrl ? { sharedRedisUrl: this.config.sharedRedisUrl } : {}),
         ...(this.config.ingressNamespace ? { ingressNamespace: this.config.ingressNamespace } : {}),
+        trustedProxies: this.config.trustedProxies,
       };
       spec = resolveSpec(room, options.defaultImage, this.config.mediaNetwork);
       backplane = backplaneFor(spec, options).mode;
@@ -400,16 +491,15 @@ export class Controller {
       if (desired.backplane.mode === 'shared') {
         await this.ensureAcl(room, desired.apply.find((o) => o.kind === 'Secret') as V1Secret);
       } else await this.releaseAcl(room);
-      // Check every name first, so that a room whose names are taken creates nothing at all.
-      const actuals = [];
-      for (const obj of desired.apply) {
-        actuals.push(
-          obj.kind === 'Secret' ? existingSecret : await this.ownedChild(room, obj.kind as ChildKind, obj),
-        );
-      }
-      for (const [i, obj] of desired.apply.entries()) {
+      // Check every name first (concurrently), so that a room whose names are taken creates nothing.
+      const actuals = await Promise.all(
+        desired.apply.map((obj) =>
+          obj.kind === 'Secret' ? existingSecret : this.ownedChild(room, obj.kind as ChildKind, obj),
+        ),
+      );
+      const changes: Change[] = [];
+      const applyChild = async (obj: KubernetesObject, actual: KubernetesObject | undefined) => {
         const kind = obj.kind as ChildKind;
-        const actual = actuals[i];
         const target = withHash(obj);
         let current = actual;
         const writeKey = `${kind}/${obj.metadata?.name}`;
@@ -421,20 +511,36 @@ export class Controller {
           this.remember(key, writeKey, actual, content);
           const verb = actual ? 'Updated' : 'Created';
           log.info(`${verb.toLowerCase()} child`, { room: key, kind, name: obj.metadata?.name });
-          await this.record(room, 'Normal', verb, `${verb} ${kind} ${obj.metadata?.name}`);
+          changes.push({ verb, what: `${kind} ${obj.metadata?.name}` });
         }
         const childName = obj.metadata?.name;
         if (kind === 'Deployment' && childName === name) observed.Deployment = current as V1Deployment;
         if (kind === 'Deployment' && childName === redisName(name)) observed.redis = current as V1Deployment;
         if (kind === 'Service' && childName === name) observed.Service = current as V1Service;
-      }
-      for (const { kind, name: childName } of desired.absent) {
-        const actual = this.children[kind].get(childName, namespace);
-        if (actual && ownedBy(actual, room)) {
-          await this.kube.delete({ ...actual, apiVersion: CHILDREN[kind].apiVersion, kind });
-          log.info('deleted child', { room: key, kind, name: childName });
-          await this.record(room, 'Normal', 'Deleted', `Deleted ${kind} ${childName}`);
+      };
+      // The fence and the keys first (no pod of the room runs without either), then the rest at once.
+      const first = (o: KubernetesObject) => o.kind === 'NetworkPolicy' || o.kind === 'Secret';
+      try {
+        for (const phase of [first, (o: KubernetesObject) => !first(o)]) {
+          await settleAll(
+            desired.apply.flatMap((obj, i) => (phase(obj) ? [applyChild(obj, actuals[i])] : [])),
+          );
         }
+        await settleAll(
+          desired.absent.map(async ({ kind, name: childName }) => {
+            const actual = this.children[kind].get(childName, namespace);
+            if (!actual || !ownedBy(actual, room)) return;
+            await this.kube.delete({ ...actual, apiVersion: CHILDREN[kind].apiVersion, kind });
+            log.info('deleted child', { room: key, kind, name: childName });
+            changes.push({ verb: 'Deleted', what: `${kind} ${childName}` });
+          }),
+        );
+      } finally {
+        // One Event for what this reconcile changed (also when a later write failed), in build order.
+        const order = (c: Change) =>
+          desired.apply.findIndex((o) => `${o.kind} ${o.metadata?.name}` === c.what);
+        changes.sort((a, b) => order(a) - order(b));
+        if (changes.length) await this.record(room, 'Normal', eventReason(changes), eventMessage(changes));
       }
       const nodeAddress =
         spec.expose.type === 'NodePort' ? (this.config.nodeAddress ?? (await this.nodeAddress())) : undefined;
@@ -447,13 +553,13 @@ export class Controller {
       });
       this.lastWarning.delete(key);
     } catch (err) {
-      this.stats.reconcileErrors++;
       if (statusCode(err) === 409) {
         // A write based on an older version than the API server's (a cache that lags): retried at
         // once with what the API server has; nothing for the user to see.
         log.info('conflict, retrying', { room: key, error: errorMessage(err) });
         throw err;
       }
+      this.stats.reconcileErrors++;
       const reason =
         err instanceof ReconcileError || err instanceof PlanError ? err.reason : 'ReconcileFailed';
       const message = errorMessage(err);
@@ -589,18 +695,28 @@ export class Controller {
     const holders = portHolders(
       this.rooms.list().map((r) => ({
         key: roomKey(r),
-        port: r.status?.media?.network === 'HostPort' ? r.status.media.port : undefined,
+        port: this.heldPort(r),
         created: r.metadata.creationTimestamp ? new Date(r.metadata.creationTimestamp).toISOString() : '',
       })),
     );
     for (const [other, port] of this.portReservations) {
       if (other !== key && !holders.has(port)) holders.set(port, other);
     }
-    const current = this.portReservations.get(key) ?? room.status?.media?.port;
+    const current = this.portReservations.get(key) ?? this.heldPort(room);
     const port = choosePort(key, current, holders, this.config.mediaPortRange);
     if (port === undefined) this.portReservations.delete(key);
     else this.portReservations.set(key, port);
     return port;
+  }
+
+  /** The HostPort port a room holds: in its status, or (before its status says so) in its Deployment. */
+  private heldPort(room: StreamRoom): number | undefined {
+    if (room.status?.media?.network === 'HostPort') return room.status.media.port;
+    const d = this.children.Deployment.get(room.metadata.name, room.metadata.namespace) as
+      V1Deployment | undefined;
+    if (!d || !ownedBy(d, room)) return undefined;
+    return d.spec?.template.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === 'media-udp')
+      ?.hostPort;
   }
 
   /** The child from the cache, or from the API when the cache lacks it; refuses one the room does not own. */
@@ -660,7 +776,23 @@ export class Controller {
       keysSecretName: keysSecretName(room.metadata.name),
       now: new Date(),
     });
-    if (!statusChanged(room.status, status)) return;
+    if (!statusChanged(room.status, status)) {
+      this.progressSince.delete(roomKey(room));
+      return;
+    }
+    // A room on its way (Pending, Provisioning) gets its status once it has been on its way for a
+    // while: one that turns Ready within that time is written once, when it settles.
+    if (status.phase === 'Pending' || status.phase === 'Provisioning') {
+      const since = this.progressSince.get(roomKey(room)) ?? Date.now();
+      this.progressSince.set(roomKey(room), since);
+      const wait = since + STATUS_SETTLE_MS - Date.now();
+      if (wait > 0) {
+        this.queue.addAfter(roomKey(room), wait);
+        return;
+      }
+    } else {
+      this.progressSince.delete(roomKey(room));
+    }
     const conditions = status.conditions?.map(({ lastTransitionTime: _t, ...c }) => c);
     const content = JSON.stringify(canonical({ ...status, conditions }));
     if (this.justWritten(roomKey(room), 'status', room, content)) return;

@@ -29,7 +29,8 @@ export function withHash<T extends KubernetesObject>(obj: T): T {
 /**
  * Whether every field of `desired` has the same value in `actual`. Fields only `actual` has (defaults the
  * API server filled in, fields owned by others, such as the replica count the HPA sets) do not count.
- * Lists must have the same length and match element by element. Quantities compare by value.
+ * Lists must have the same length and match element by element (an empty list matches none, as the
+ * API server omits empty lists). Quantities compare by value.
  */
 export function contains(actual: unknown, desired: unknown): boolean {
   return difference(actual, desired) === undefined;
@@ -38,6 +39,10 @@ export function contains(actual: unknown, desired: unknown): boolean {
 /** The path of the first field of `desired` that `actual` lacks or has otherwise; undefined when none. */
 export function difference(actual: unknown, desired: unknown, path = ''): string | undefined {
   if (desired === undefined) return undefined;
+  // The API server leaves empty lists out (omitempty): an empty list and none are the same.
+  if (Array.isArray(desired) && desired.length === 0 && (actual === undefined || actual === null)) {
+    return undefined;
+  }
   if (Array.isArray(desired)) {
     if (!Array.isArray(actual) || actual.length !== desired.length) return path || '.';
     for (const [i, d] of desired.entries()) {

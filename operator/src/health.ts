@@ -1,33 +1,6 @@
-// The operator's own /healthz, /readyz and /metrics (Prometheus text) endpoint.
+// The operator's own /healthz, /readyz and /metrics (metrics.ts) endpoint.
 import http from 'node:http';
 import type { Controller } from './controller.js';
-
-export function metricsText(c: Controller): string {
-  const lines: string[] = [];
-  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
-  };
-  metric('streamroom_operator_reconciles_total', 'counter', 'Room reconciles run.', [
-    ['', c.stats.reconciles],
-  ]);
-  metric('streamroom_operator_reconcile_errors_total', 'counter', 'Room reconciles that failed.', [
-    ['', c.stats.reconcileErrors],
-  ]);
-  metric(
-    'streamroom_operator_api_writes_total',
-    'counter',
-    'Writes sent to the Kubernetes API, by verb.',
-    Object.entries(c.kube.writes).map(([verb, n]) => [`{verb="${verb}"}`, n]),
-  );
-  metric('streamroom_operator_queue_depth', 'gauge', 'Rooms waiting to be reconciled.', [
-    ['', c.queue.length],
-  ]);
-  metric('streamroom_operator_informer_restarts_total', 'counter', 'Watches restarted or relisted.', [
-    ['', c.informerRestarts],
-  ]);
-  return `${lines.join('\n')}\n`;
-}
 
 /** Serves the endpoints on host:port; resolves with the bound address. */
 export function serveHealth(c: Controller, address: string): Promise<{ server: http.Server; url: string }> {
@@ -43,8 +16,17 @@ export function serveHealth(c: Controller, address: string): Promise<{ server: h
       return void res.end(`${reason}\n`);
     }
     if (path === '/metrics') {
-      res.setHeader('Content-Type', 'text/plain; version=0.0.4');
-      return void res.end(metricsText(c));
+      c.metrics.text().then(
+        (text) => {
+          res.setHeader('Content-Type', c.metrics.contentType);
+          res.end(text);
+        },
+        (err: unknown) => {
+          res.statusCode = 500;
+          res.end(`${String(err)}\n`);
+        },
+      );
+      return;
     }
     res.statusCode = 404;
     res.end('not found\n');

@@ -4,6 +4,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { OperatorConfig } from './config.js';
 import { Controller, informerCaches } from './controller.js';
 import { KubeClient } from './kube.js';
+import { KubeLeaseApi, LeaderElector } from './leader.js';
 import { RedisAcl } from './redis-acl.js';
 import { serveHealth } from './health.js';
 import { createLogger, type Logger } from './log.js';
@@ -30,29 +31,67 @@ export function kubeConfigFor(config: OperatorConfig): KubeConfig {
 
 export async function startOperator(
   config: OperatorConfig,
-  options: { kubeConfig?: KubeConfig; log?: Logger } = {},
+  options: {
+    kubeConfig?: KubeConfig;
+    log?: Logger;
+    /** When this replica loses its Lease (another may already lead): by default the process exits. */
+    onLostLeadership?: (reason: string) => void;
+  } = {},
 ): Promise<RunningOperator> {
   const log = options.log ?? createLogger(config.logLevel);
   const kc = options.kubeConfig ?? kubeConfigFor(config);
-  const api = new KubeClient(kc);
+  const late: { controller?: Controller } = {};
+  const api = new KubeClient(kc, {
+    qps: config.kubeApiQps,
+    burst: config.kubeApiBurst,
+    onResponse: (r) => late.controller?.metrics.request(r),
+  });
   const acl = config.sharedRedisUrl ? new RedisAcl(config.sharedRedisUrl) : undefined;
   const controller = new Controller(
     { api, caches: informerCaches(kc, api, config, log), ...(acl ? { acl } : {}) },
     config,
     log,
   );
+  late.controller = controller;
   let server: Server | undefined;
   let healthUrl: string | undefined;
   if (config.healthAddress) {
     ({ server, url: healthUrl } = await serveHealth(controller, config.healthAddress));
   }
-  await controller.start();
+  let elector: LeaderElector | undefined;
+  if (config.leaderElection) {
+    const { namespace, leaseName } = config.leaderElection;
+    const lease = new LeaderElector({
+      namespace,
+      leaseName,
+      api: new KubeLeaseApi(kc),
+      log,
+      onStartedLeading: () => {
+        log.info('became the leader', { lease: `${namespace}/${leaseName}`, identity: lease.identity });
+        controller.startWorkers();
+      },
+      // Exit at once rather than drain: the next leader may start within seconds.
+      onStoppedLeading: (reason) => {
+        log.error('lost the lease: stopping', { lease: `${namespace}/${leaseName}`, reason });
+        (options.onLostLeadership ?? (() => process.exit(1)))(reason);
+      },
+    });
+    elector = lease;
+    controller.standBy(() => lease.leader);
+    // The caches fill while the Lease is contested: a standby keeps them warm for a quick takeover.
+    lease.start();
+    await controller.startCaches();
+  } else {
+    await controller.start();
+  }
   return {
     controller,
     ...(healthUrl ? { healthUrl } : {}),
     async stop() {
       server?.close();
+      // The workers drain while this replica still holds the Lease; then it is released at once.
       await controller.stop();
+      await elector?.stop({ release: true });
     },
   };
 }

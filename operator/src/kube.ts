@@ -14,6 +14,7 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from './builders.js';
+import { clientConfiguration, type ClientOptions } from './client.js';
 import { MAX_MESSAGE } from './status.js';
 import {
   API_VERSION,
@@ -88,10 +89,11 @@ export class KubeClient implements ControllerApi {
   readonly writes = { create: 0, apply: 0, delete: 0, status: 0, finalizers: 0, event: 0 };
   private readonly instance = os.hostname();
 
-  constructor(kc: KubeConfig) {
-    this.objects = KubernetesObjectApi.makeApiClient(kc);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
-    this.core = kc.makeApiClient(CoreV1Api);
+  constructor(kc: KubeConfig, options: ClientOptions) {
+    const configuration = clientConfiguration(kc, options);
+    this.objects = new KubernetesObjectApi(configuration);
+    this.custom = new CustomObjectsApi(configuration);
+    this.core = new CoreV1Api(configuration);
   }
 
   list<T extends KubernetesObject>(

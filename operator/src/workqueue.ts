@@ -4,6 +4,8 @@
 // - a failed key is retried with exponential backoff; success resets its backoff;
 // - up to `workers` keys are handled at the same time.
 
+import type { QueueObserver } from './metrics.js';
+
 export interface WorkQueueOptions {
   workers: number;
   handler: (key: string) => Promise<void>;
@@ -11,6 +13,8 @@ export interface WorkQueueOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
   onError?: (key: string, err: unknown, retryInMs: number) => void;
+  /** Metrics: adds, waits, work durations, retries. */
+  observer?: QueueObserver;
 }
 
 export class WorkQueue {
@@ -20,6 +24,8 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  /** When each waiting key was added (for the time it waits). */
+  private readonly addedAt = new Map<string, number>();
   private running = false;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
@@ -43,6 +49,8 @@ export class WorkQueue {
   add(key: string): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.dirty.add(key);
+    this.addedAt.set(key, performance.now());
+    this.options.observer?.added();
     if (this.processing.has(key)) return;
     this.queue.push(key);
     this.pump();
@@ -86,6 +94,7 @@ export class WorkQueue {
     this.timers.clear();
     this.queue.length = 0;
     this.dirty.clear();
+    this.addedAt.clear();
     await this.idle();
   }
 
@@ -100,11 +109,14 @@ export class WorkQueue {
       const key = this.queue.shift() as string;
       this.dirty.delete(key);
       this.processing.add(key);
-      void this.handle(key);
+      const now = performance.now();
+      this.options.observer?.started((now - (this.addedAt.get(key) ?? now)) / 1000);
+      this.addedAt.delete(key);
+      void this.handle(key, now);
     }
   }
 
-  private async handle(key: string): Promise<void> {
+  private async handle(key: string, started: number): Promise<void> {
     try {
       await this.options.handler(key);
       this.failures.delete(key);
@@ -113,8 +125,10 @@ export class WorkQueue {
       this.failures.set(key, failures);
       const delay = this.backoff(failures);
       this.options.onError?.(key, err, delay);
+      this.options.observer?.retried();
       this.addAfter(key, delay);
     } finally {
+      this.options.observer?.finished((performance.now() - started) / 1000);
       this.processing.delete(key);
       if (this.dirty.has(key) && !this.shuttingDown) this.queue.push(key);
       this.pump();

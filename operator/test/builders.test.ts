@@ -110,6 +110,7 @@ describe('buildDeployment', () => {
   it("opens the relay's media port on the node (HostPort), and tells the relay the node's address", () => {
     expect(container?.ports).toEqual([
       { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9090, protocol: 'TCP' },
       { name: 'media-udp', containerPort: 20000, hostPort: 20000, protocol: 'UDP' },
       { name: 'media-tcp', containerPort: 20000, hostPort: 20000, protocol: 'TCP' },
     ]);
@@ -130,6 +131,7 @@ describe('buildDeployment', () => {
     const c = buildDeployment(r2, resolveSpec(r2, IMAGE), NONE, turn).spec?.template.spec?.containers[0];
     expect(c?.ports).toEqual([
       { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9090, protocol: 'TCP' },
       { name: 'media-udp', containerPort: 7882, protocol: 'UDP' },
       { name: 'media-tcp', containerPort: 7881, protocol: 'TCP' },
     ]);
@@ -147,7 +149,10 @@ describe('buildDeployment', () => {
     const p2pSpec = resolveSpec(p2p, 'img:1');
     const p2pContainer = buildDeployment(p2p, p2pSpec, NONE, { mode: 'PeerToPeer' }).spec?.template.spec
       ?.containers[0];
-    expect(p2pContainer?.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    expect(p2pContainer?.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9090, protocol: 'TCP' },
+    ]);
     const p2pEnv = Object.fromEntries((p2pContainer?.env ?? []).map((e) => [e.name, e.value]));
     expect(p2pEnv).toMatchObject({ ROOM_MEDIA_MODE: 'PeerToPeer', ROOM_MAX_VIEWERS: '20' });
     expect(p2pEnv).not.toHaveProperty('ROOM_RELAY_UDP_PORT');
@@ -277,7 +282,32 @@ describe('buildService and buildIngress', () => {
     const svc = buildService(r, resolveSpec(r, IMAGE));
     expect(svc.spec?.type).toBe(serviceType);
     expect(svc.spec?.ports).toEqual([{ name: 'http', port: 8000, targetPort: 'http', protocol: 'TCP' }]);
+    // only a LoadBalancer keeps visitors' addresses (to nodes with a room pod)
+    expect(svc.spec?.externalTrafficPolicy).toBe(type === 'LoadBalancer' ? 'Local' : undefined);
   });
+
+  it.each([
+    ['ClusterIP', [], { ROOM_MAX_VIEWERS_PER_ADDRESS: '0', ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE: '0' }],
+    ['Ingress', [], { ROOM_MAX_VIEWERS_PER_ADDRESS: '0', ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE: '0' }],
+    ['Ingress', ['10.244.0.0/16'], { ROOM_TRUSTED_PROXIES: '10.244.0.0/16' }],
+    [
+      'NodePort',
+      ['10.244.0.0/16'],
+      { ROOM_MAX_VIEWERS_PER_ADDRESS: '0', ROOM_NEW_USERS_PER_ADDRESS_PER_MINUTE: '0' },
+    ],
+    ['LoadBalancer', [], {}],
+  ] as const)(
+    'limits seats per visitor address only where the room sees addresses (%s, trusted proxies %j)',
+    (type, proxies, expected) => {
+      const r = room({ expose: { type, ...(type === 'Ingress' ? { host: 'live.example.com' } : {}) } });
+      const env = Object.fromEntries(
+        roomEnv(r, resolveSpec(r, IMAGE), NONE, MEDIA, [...proxies])
+          .filter((e) => /PER_ADDRESS|PROXIES/.test(e.name))
+          .map((e) => [e.name, e.value]),
+      );
+      expect(env).toEqual(expected);
+    },
+  );
 
   it('sets a fixed node port when asked', () => {
     const r = room({ expose: { type: 'NodePort', nodePort: 30080 } });

@@ -7,7 +7,9 @@ describe('loadConfig', () => {
       defaultImage: DEFAULT_ROOM_IMAGE,
       redisImage: DEFAULT_REDIS_IMAGE,
       namespaces: [],
-      workers: 4,
+      workers: 16,
+      kubeApiQps: 200,
+      kubeApiBurst: 400,
       logLevel: 'info',
       resyncPeriodSeconds: 600,
       watchIdleTimeoutSeconds: 300,
@@ -16,6 +18,7 @@ describe('loadConfig', () => {
       mediaNetwork: 'HostPort',
       mediaPortRange: { from: 20000, to: 29999 },
       policy: { images: [], hosts: new Map() },
+      trustedProxies: [],
     });
   });
 
@@ -58,7 +61,7 @@ describe('loadConfig', () => {
   });
 
   it.each([
-    [['--workers', '0'], /--workers must be a whole number from 1 to 64, got "0"/],
+    [['--workers', '0'], /--workers must be a whole number from 1 to 256, got "0"/],
     [['--workers', 'many'], /--workers/],
     [['--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
     [['--namespaces', 'Bad_NS'], /"Bad_NS" is not a valid namespace name/],

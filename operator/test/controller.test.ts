@@ -52,14 +52,17 @@ function keysSecret(r: StreamRoom, data: Record<string, string>): V1Secret {
 
 const secretOf = (name: string) => api.get<V1Secret>('Secret', NS, `${name}-keys`);
 
-beforeEach(() => {
-  api = new FakeApi();
-  caches = new FakeCaches();
-  controller = new Controller(
+const newController = () =>
+  new Controller(
     { api, caches: caches.factory },
     loadConfig(['--default-image', 'room:1', '--health-address', ''], {}),
     createLogger('error'),
   );
+
+beforeEach(() => {
+  api = new FakeApi();
+  caches = new FakeCaches();
+  controller = newController();
 });
 
 describe('the keys Secret', () => {
@@ -147,19 +150,39 @@ describe('caches that are not synced', () => {
 describe('media networks', () => {
   const deploymentOf = (name: string) => api.get<V1Deployment>('Deployment', NS, name);
 
-  it('gives HostPort rooms ports of their own and records them in status', async () => {
+  it('gives HostPort rooms ports of their own, kept across a restart before any status shows them', async () => {
     for (const name of ['one', 'two']) {
       caches.of('StreamRoom').set(room(name, { replicas: { max: 1 } }));
       await controller.reconcile(`${NS}/${name}`);
     }
-    const ports = ['one', 'two'].map((n) => api.get<StreamRoom>('StreamRoom', NS, n)?.status?.media?.port);
-    expect(ports).toEqual([20000, 20001]);
-    expect(deploymentOf('two')?.spec?.template.spec?.containers[0]?.ports?.map((p) => p.hostPort)).toEqual([
-      undefined,
-      20001,
-      20001,
-    ]);
-    // once the statuses are seen, a reconcile keeps each room on its port
+    const hostPorts = (name: string) =>
+      deploymentOf(name)
+        ?.spec?.template.spec?.containers[0]?.ports?.filter((p) => p.name?.startsWith('media'))
+        .map((p) => p.hostPort);
+    expect(hostPorts('one')).toEqual([20000, 20000]);
+    expect(hostPorts('two')).toEqual([20001, 20001]);
+    // still on their way (Pending): no status written yet
+    expect(api.get<StreamRoom>('StreamRoom', NS, 'one')?.status).toBeUndefined();
+    // a new operator (no reservations) sees the ports in the Deployments: each room keeps its own
+    caches.catchUp(api);
+    await controller.stop();
+    controller = newController();
+    await controller.reconcile(`${NS}/two`);
+    await controller.reconcile(`${NS}/one`);
+    expect(hostPorts('one')).toEqual([20000, 20000]);
+    expect(hostPorts('two')).toEqual([20001, 20001]);
+    // once the room settles, its status records the port
+    const d = deploymentOf('one') as V1Deployment;
+    api.put({
+      ...d,
+      status: {
+        observedGeneration: d.metadata?.generation,
+        replicas: 1,
+        readyReplicas: 1,
+        availableReplicas: 1,
+        updatedReplicas: 1,
+      },
+    });
     caches.catchUp(api);
     await controller.reconcile(`${NS}/one`);
     expect(api.get<StreamRoom>('StreamRoom', NS, 'one')?.status?.media).toEqual({

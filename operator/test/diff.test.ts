@@ -48,6 +48,11 @@ describe('contains', () => {
     expect(contains([{ a: 1 }, { a: 2 }, { a: 3 }], [{ a: 1 }, { a: 2 }])).toBe(false);
     expect(contains([{ a: 2 }, { a: 1 }], [{ a: 1 }, { a: 2 }])).toBe(false);
   });
+  it('takes an empty list for none, as the API server omits empty lists', () => {
+    expect(contains({ policyTypes: ['Egress'] }, { policyTypes: ['Egress'], egress: [] })).toBe(true);
+    expect(contains({ egress: [{ ports: [] }] }, { egress: [] })).toBe(false);
+    expect(contains({}, { egress: [{}] })).toBe(false);
+  });
   it('compares quantities by value', () => {
     expect(contains({ cpu: '500m' }, { cpu: '0.5' })).toBe(true);
     expect(contains({ cpu: '600m' }, { cpu: '0.5' })).toBe(false);
