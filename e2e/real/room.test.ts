@@ -308,6 +308,18 @@ describe('rooms on a cluster with real containers', () => {
     await broadcaster.press('#chat-input', 'Enter');
     await viewer.locator('.msg-text', { hasText: 'welcome to the room' }).waitFor();
     await viewer.locator('#overlay').waitFor({ state: 'hidden' });
+    // the operator (in the cluster) asks the room's pod for its live facts: on air, one viewer
+    const onAirAt = Date.now();
+    await eventually(
+      'status live true, viewers 1',
+      async () => (await jsonpath('streamroom', 'basic', '{.status.live} {.status.viewers}')) === 'true 1',
+      60_000,
+      1000,
+    );
+    record('on_air_to_live_status_ms', Date.now() - onAirAt);
+    const [header, row] = (await kubectl(['get', 'streamroom', 'basic'])).trim().split('\n');
+    expect(header).toMatch(/\sLIVE\s+VIEWERS\s/);
+    expect(row).toMatch(/\sReady\s+1\/1\s+true\s+1\s/);
     await viewer.screenshot({ path: path.join(ARTIFACTS, 'e2e-viewer.png') });
     await broadcaster.screenshot({ path: path.join(ARTIFACTS, 'e2e-broadcaster.png') });
   }, 360_000);

@@ -62,8 +62,18 @@ const readyRoom = (name: string, ns: string, timeoutMs = 30_000) =>
   );
 
 /** Every Warning Event in a namespace (a Forbidden write would show up as one). */
+/** The Warning Events of a namespace, one `reason: message` a line (empty when none). */
 const warnings = (ns: string) =>
-  cluster.kubectl(['get', 'events', '-n', ns, '--field-selector', 'type=Warning', '-o', 'name']);
+  cluster.kubectl([
+    'get',
+    'events',
+    '-n',
+    ns,
+    '--field-selector',
+    'type=Warning',
+    '-o',
+    'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}',
+  ]);
 
 beforeAll(async () => {
   const [c, bin] = await Promise.all([startCluster(), helmBinary()]);
@@ -268,7 +278,7 @@ describe('the Helm chart', () => {
       { port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' },
     ]);
     expect(service.spec.ports[0].name).toBe('metrics');
-  });
+  }, 60_000);
 });
 
 describe('the chart installed: its RBAC is enough for the operator and no more', () => {
@@ -365,12 +375,14 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
       ['delete', 'ingresses.networking.k8s.io', '-n', 'rbac-check'],
       ['get', 'secrets', '-n', 'rbac-check'],
       ['create', 'events', '-n', 'rbac-check'],
+      ['watch', 'endpointslices.discovery.k8s.io', '-n', 'rbac-check'],
       ['list', 'nodes'],
       ['create', 'leases.coordination.k8s.io', '-n', RELEASE_NS],
       ['update', 'leases.coordination.k8s.io/streamroom-operator', '-n', RELEASE_NS],
     ];
     const no = [
       ['list', 'pods', '-n', 'rbac-check'],
+      ['get', 'endpointslices.discovery.k8s.io', '-n', 'rbac-check'],
       ['delete', 'namespaces'],
       ['create', 'streamrooms.streamroom.dev', '-n', 'rbac-check'],
       ['patch', 'streamrooms.streamroom.dev', '-n', 'rbac-check'],

@@ -45,6 +45,15 @@ export interface OperatorConfig {
   trustedProxies: string[];
   /** Several replicas: only the holder of this Lease works, the others keep warm caches. */
   leaderElection?: { namespace: string; leaseName: string };
+  /** Seconds between two polls of a serving room's GET /live (0: no live status). */
+  livePollSeconds: number;
+  /** Least seconds between two writes of a room's live status fields. */
+  liveStatusSeconds: number;
+  /**
+   * Tests only: where to ask rooms' /live instead of their pods, `{namespace}` and `{name}` replaced
+   * (simulated rooms on kwok, whose pods run nothing).
+   */
+  liveUrlTemplate?: string;
 }
 
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
@@ -131,6 +140,18 @@ const FLAGS = {
   'leader-election-id': {
     env: 'STREAMROOM_LEADER_ELECTION_ID',
     help: 'name of the Lease (streamroom-operator)',
+  },
+  'live-poll-interval': {
+    env: 'STREAMROOM_LIVE_POLL_INTERVAL',
+    help: "seconds between two polls of a serving room's /live, jittered ±20 % (10; 0: no live status)",
+  },
+  'live-status-interval': {
+    env: 'STREAMROOM_LIVE_STATUS_INTERVAL',
+    help: "least seconds between two writes of a room's status.live/viewers/lastActivityTime (15)",
+  },
+  'live-url-template': {
+    env: 'STREAMROOM_LIVE_URL_TEMPLATE',
+    help: "tests only: ask http(s)://…{namespace}…{name}… instead of the rooms' pods",
   },
   kubeconfig: {
     env: 'KUBECONFIG',
@@ -222,8 +243,15 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   if (!turnUrls.length !== !turnSecretFile) {
     throw new Error('--turn-urls and --turn-secret-file go together (the TURN gateway and its secret)');
   }
+  const liveUrlTemplate = get('live-url-template');
+  if (liveUrlTemplate && !/^https?:\/\/\S+$/.test(liveUrlTemplate)) {
+    throw new Error(`--live-url-template must be an http(s) URL, got "${liveUrlTemplate}"`);
+  }
   return {
     defaultImage: get('default-image') || DEFAULT_ROOM_IMAGE,
+    livePollSeconds: integer('live-poll-interval', get('live-poll-interval') ?? '10', 0, 3600),
+    liveStatusSeconds: integer('live-status-interval', get('live-status-interval') ?? '15', 1, 3600),
+    ...(liveUrlTemplate ? { liveUrlTemplate } : {}),
     redisImage: get('redis-image') || DEFAULT_REDIS_IMAGE,
     ...(sharedRedisUrl ? { sharedRedisUrl } : {}),
     namespaces,

@@ -8,6 +8,7 @@ import type {
   KubeConfig,
   KubernetesObject,
   V1Deployment,
+  V1EndpointSlice,
   V1Secret,
   V1Service,
 } from '@kubernetes/client-node';
@@ -21,6 +22,7 @@ import {
   keysSecretName,
   REDIS_PASSWORD_KEY,
   redisName,
+  ROOM_METRICS_PORT,
   type BuildOptions,
   type ChildKind,
   type MediaPlan,
@@ -34,6 +36,7 @@ import { ResilientInformer, type InformerHealth } from './informer.js';
 import { collectionPath, statusCode, type ControllerApi, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
 import { canonical, computeStatus, statusChanged, type ObservedState } from './status.js';
+import { LivePoller, type LiveRoom } from './live.js';
 import { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './workqueue.js';
 import { API_VERSION, KIND, PLURAL, roomKey, type StreamRoom } from './types.js';
@@ -51,6 +54,15 @@ const CHILDREN: Record<ChildKind, KindInfo> = {
   Ingress: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', plural: 'ingresses' },
   NetworkPolicy: { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', plural: 'networkpolicies' },
 };
+/** The rooms' Services' endpoints (they carry the Service's labels): where a room's ready pods are. */
+const ENDPOINT_SLICES: KindInfo = {
+  apiVersion: 'discovery.k8s.io/v1',
+  kind: 'EndpointSlice',
+  plural: 'endpointslices',
+};
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
+const SLICE_CONTROLLER = 'endpointslice-controller.k8s.io';
 
 /** A reconcile failure with a reason for the room's conditions. */
 export class ReconcileError extends Error {
@@ -243,6 +255,12 @@ export class Controller {
   private leader = true;
   private readonly rooms: Cache<StreamRoom>;
   private readonly children: Record<ChildKind, Cache<KubernetesObject>>;
+  /** Where rooms' ready pods are (for their /live), unless --live-url-template stands in. */
+  private readonly endpointSlices: Cache<V1EndpointSlice> | undefined;
+  /** Ready pod addresses by room key, rebuilt when the slices changed. */
+  private podAddresses: Map<string, string[]> | undefined;
+  /** status.live, viewers, lastActivityTime (live.ts); absent with --live-poll-interval 0. */
+  readonly live: LivePoller | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   /**
    * Writes whose watch events the caches may not have delivered yet, per room: what was written, and the
@@ -288,6 +306,28 @@ export class Controller {
     this.children = Object.fromEntries(
       CHILD_KINDS.map((k) => [k, deps.caches(CHILDREN[k], selector)]),
     ) as Record<ChildKind, Cache<KubernetesObject>>;
+    if (config.livePollSeconds > 0) {
+      if (!config.liveUrlTemplate) {
+        this.endpointSlices = deps.caches<V1EndpointSlice>(ENDPOINT_SLICES, selector);
+        const dirty = () => (this.podAddresses = undefined);
+        (['add', 'update', 'delete'] as const).forEach((v) => this.endpointSlices?.on(v, dirty));
+      }
+      this.live = new LivePoller(
+        {
+          keys: () => this.rooms.list().map(roomKey),
+          room: (key) => this.liveRoom(key),
+          write: (key, fields) => {
+            const slash = key.indexOf('/');
+            return this.kube.patchRoomLive(
+              { metadata: { namespace: key.slice(0, slash), name: key.slice(slash + 1) } },
+              fields,
+            );
+          },
+          log: this.log,
+        },
+        { pollSeconds: config.livePollSeconds, minWriteSeconds: config.liveStatusSeconds },
+      );
+    }
     this.metrics = new OperatorMetrics({
       queueDepth: () => this.queue.length,
       activeWorkers: () => this.queue.active,
@@ -361,6 +401,7 @@ export class Controller {
     this.started = true;
     this.resyncTimer = setInterval(() => this.resync(), this.config.resyncPeriodSeconds * 1000);
     this.resyncTimer.unref();
+    this.live?.start();
     this.log.info('operator started', {
       namespaces: this.config.namespaces.length ? this.config.namespaces : 'all',
       workers: this.config.workers,
@@ -375,7 +416,64 @@ export class Controller {
   }
 
   private get caches(): Cache<KubernetesObject>[] {
-    return [this.rooms, ...Object.values(this.children)];
+    return [
+      this.rooms,
+      ...Object.values(this.children),
+      ...(this.endpointSlices ? [this.endpointSlices as Cache<KubernetesObject>] : []),
+    ];
+  }
+
+  /** A room as the live poller sees it: its status, whether it serves, and where to ask. */
+  private liveRoom(key: string): LiveRoom | undefined {
+    const slash = key.indexOf('/');
+    const namespace = key.slice(0, slash);
+    const name = key.slice(slash + 1);
+    const room = this.rooms.get(name, namespace);
+    if (!room || room.metadata.deletionTimestamp) return undefined;
+    const phase = room.status?.phase;
+    const serving =
+      !room.spec.suspend &&
+      (phase === 'Ready' || phase === 'Degraded') &&
+      (room.status?.readyReplicas ?? 0) > 0;
+    let url: string | undefined;
+    if (serving) {
+      const template = this.config.liveUrlTemplate;
+      if (template) {
+        url = template
+          .replaceAll('{namespace}', encodeURIComponent(namespace))
+          .replaceAll('{name}', encodeURIComponent(name));
+      } else {
+        // any ready pod answers for the whole room (its /live is room-wide); a different one each time
+        const addresses = this.readyPods().get(key) ?? [];
+        const address = addresses[Math.floor(Math.random() * addresses.length)];
+        if (address) {
+          const host = address.includes(':') ? `[${address}]` : address;
+          url = `http://${host}:${ROOM_METRICS_PORT}/live`;
+        }
+      }
+    }
+    return { key, status: room.status, serving, url };
+  }
+
+  /** Ready pod addresses of every room's Service, by room key. */
+  private readyPods(): Map<string, string[]> {
+    if (this.podAddresses) return this.podAddresses;
+    const byRoom = new Map<string, string[]>();
+    for (const slice of this.endpointSlices?.list() ?? []) {
+      // the EndpointSlice controller's (the room's pods)
+      if (slice.metadata?.labels?.[SLICE_MANAGED_BY_LABEL] !== SLICE_CONTROLLER) continue;
+      const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+      if (!service) continue;
+      const key = `${slice.metadata?.namespace ?? ''}/${service}`;
+      const list = byRoom.get(key) ?? [];
+      for (const e of slice.endpoints ?? []) {
+        if (e.conditions?.ready === false || e.conditions?.terminating) continue;
+        if (e.addresses[0]) list.push(e.addresses[0]);
+      }
+      byRoom.set(key, list);
+    }
+    this.podAddresses = byRoom;
+    return byRoom;
   }
 
   /**
@@ -410,6 +508,7 @@ export class Controller {
     this.stopping = true;
     this.syncWake?.();
     clearInterval(this.resyncTimer);
+    this.live?.stop();
     await this.queue.shutdown();
     await Promise.all(this.caches.map((c) => c.stop()));
     await this.acl?.close();

@@ -22,9 +22,11 @@ import {
   KIND,
   PLURAL,
   VERSION,
+  type LiveField,
   type StreamRoom,
   type StreamRoomStatus,
 } from './types.js';
+import type { LiveStatus } from './live.js';
 
 /** The status code of a failed API call, when it has one. */
 export function statusCode(err: unknown): number | undefined {
@@ -45,7 +47,8 @@ export function collectionPath(k: KindInfo, namespace?: string): string {
   return `${root}${namespace ? `/namespaces/${namespace}` : ''}/${k.plural}`;
 }
 
-const CLEARED_STATUS: Record<keyof Required<StreamRoomStatus>, null> = {
+// (the live fields are the live poller's: never cleared here)
+const CLEARED_STATUS: Record<keyof Required<Omit<StreamRoomStatus, LiveField>>, null> = {
   phase: null,
   url: null,
   keysSecretName: null,
@@ -63,7 +66,7 @@ function withoutUndefined<T extends object>(o: T): Partial<T> {
 
 /** The API calls the controller makes (KubeClient; in-memory fakes in the controller's unit tests). */
 export interface ControllerApi {
-  readonly writes: Record<'create' | 'apply' | 'delete' | 'status' | 'finalizers' | 'event', number>;
+  readonly writes: Record<'create' | 'apply' | 'delete' | 'status' | 'live' | 'finalizers' | 'event', number>;
   list<T extends KubernetesObject>(
     k: KindInfo,
     namespace: string | undefined,
@@ -74,6 +77,8 @@ export interface ControllerApi {
   apply<T extends KubernetesObject>(obj: T): Promise<T>;
   delete(obj: KubernetesObject): Promise<void>;
   patchRoomStatus(room: StreamRoom, status: StreamRoomStatus): Promise<void>;
+  /** Merge-patches only the room's live fields (status.live, viewers, lastActivityTime). */
+  patchRoomLive(room: { metadata: { name: string; namespace: string } }, live: LiveStatus): Promise<void>;
   /** Sets the room's finalizers, over the version given (409 when the room moved on). */
   setFinalizers(room: StreamRoom, finalizers: string[]): Promise<void>;
   event(room: StreamRoom, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
@@ -86,7 +91,7 @@ export class KubeClient implements ControllerApi {
   private readonly core: CoreV1Api;
   private nodeAddressCache: { at: number; address: string | undefined } | undefined;
   /** Writes sent to the API server, by verb (for metrics and the no-write tests). */
-  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, finalizers: 0, event: 0 };
+  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, live: 0, finalizers: 0, event: 0 };
   private readonly instance = os.hostname();
 
   constructor(kc: KubeConfig, options: ClientOptions) {
@@ -165,6 +170,24 @@ export class KubeClient implements ControllerApi {
     } catch (err) {
       if (statusCode(err) !== 404) throw err;
     }
+  }
+
+  async patchRoomLive(
+    room: { metadata: { name: string; namespace: string } },
+    live: LiveStatus,
+  ): Promise<void> {
+    this.writes.live++;
+    await this.custom.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: room.metadata.namespace,
+        name: room.metadata.name,
+        body: { status: withoutUndefined(live) },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
   }
 
   async patchRoomStatus(room: StreamRoom, status: StreamRoomStatus): Promise<void> {

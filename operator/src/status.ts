@@ -2,7 +2,13 @@
 import type { V1Condition, V1Deployment, V1Service } from '@kubernetes/client-node';
 import type { Backplane } from './builders.js';
 import type { ResolvedSpec } from './defaults.js';
-import type { MediaNetwork, Phase, StreamRoom, StreamRoomStatus } from './types.js';
+import {
+  LIVE_FIELDS,
+  type MediaNetwork,
+  type Phase,
+  type StreamRoom,
+  type StreamRoomStatus,
+} from './types.js';
 
 export interface ObservedState {
   room: StreamRoom;
@@ -269,10 +275,12 @@ function rfc3339(t: Date | string | undefined): string | undefined {
 
 /** Whether a newly computed status differs from the stored one (and so must be written). */
 export function statusChanged(current: StreamRoomStatus | undefined, next: StreamRoomStatus): boolean {
+  // the live fields are the live poller's (live.ts): the reconcile neither computes nor writes them
   const canon = (s: StreamRoomStatus | undefined) =>
     JSON.stringify(
       canonical({
         ...s,
+        ...Object.fromEntries(LIVE_FIELDS.map((f) => [f, undefined])),
         conditions: s?.conditions?.map((c) => ({ ...c, lastTransitionTime: rfc3339(c.lastTransitionTime) })),
       }),
     );

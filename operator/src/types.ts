@@ -60,7 +60,17 @@ export interface StreamRoomStatus {
   conditions?: V1Condition[];
   /** SFU rooms: how browsers reach the relays, and (HostPort) the port the operator gave the room. */
   media?: { network: MediaNetwork; port?: number };
+  /** A broadcaster is on air (from the room's GET /live; written by the live poller, live.ts). */
+  live?: boolean;
+  /** Viewers in the room, across its replicas (live poller). */
+  viewers?: number;
+  /** When somebody was last in the room (RFC 3339; live poller). */
+  lastActivityTime?: string;
 }
+
+/** The status fields only the live poller writes (the reconcile's status patch leaves them alone). */
+export const LIVE_FIELDS = ['live', 'viewers', 'lastActivityTime'] as const;
+export type LiveField = (typeof LIVE_FIELDS)[number];
 
 export interface StreamRoom {
   apiVersion: typeof API_VERSION;

@@ -19,7 +19,28 @@ describe('loadConfig', () => {
       mediaPortRange: { from: 20000, to: 29999 },
       policy: { images: [], hosts: new Map() },
       trustedProxies: [],
+      livePollSeconds: 10,
+      liveStatusSeconds: 15,
     });
+  });
+
+  it('takes the live status intervals, and a /live URL template only as an http(s) URL', () => {
+    expect(
+      loadConfig(
+        [
+          '--live-poll-interval=0',
+          '--live-status-interval=30',
+          '--live-url-template=http://127.0.0.1:9/{namespace}/{name}',
+        ],
+        {},
+      ),
+    ).toMatchObject({
+      livePollSeconds: 0,
+      liveStatusSeconds: 30,
+      liveUrlTemplate: 'http://127.0.0.1:9/{namespace}/{name}',
+    });
+    expect(() => loadConfig(['--live-status-interval=0'], {})).toThrow(/live-status-interval/);
+    expect(() => loadConfig(['--live-url-template=file:///etc/passwd'], {})).toThrow(/live-url-template/);
   });
 
   it('takes the media network, the port range and the TURN gateway', () => {

@@ -6,7 +6,8 @@ import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-
 import type { Cache, CacheFactory } from '../src/controller.js';
 import type { InformerHealth } from '../src/informer.js';
 import type { ControllerApi, KindInfo } from '../src/kube.js';
-import type { StreamRoom, StreamRoomStatus } from '../src/types.js';
+import type { LiveStatus } from '../src/live.js';
+import { KIND, type StreamRoom, type StreamRoomStatus } from '../src/types.js';
 
 export type Obj = KubernetesObject & { metadata: NonNullable<KubernetesObject['metadata']> };
 
@@ -14,10 +15,12 @@ const apiError = (code: number, message: string) => Object.assign(new Error(mess
 const keyOf = (kind: string, ns: string | undefined, name: string | undefined) =>
   `${kind}/${ns ?? ''}/${name ?? ''}`;
 const clone = <T>(o: T): T => structuredClone(o);
+const withoutUndefined = <T extends object>(o: T): T =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
 export class FakeApi implements ControllerApi {
   readonly objects = new Map<string, Obj>();
-  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, finalizers: 0, event: 0 };
+  readonly writes = { create: 0, apply: 0, delete: 0, status: 0, live: 0, finalizers: 0, event: 0 };
   readonly events: { type: string; reason: string; message: string }[] = [];
   /** Runs before each API call; may throw to fail it. */
   beforeCall: (verb: string, obj?: KubernetesObject) => void = () => undefined;
@@ -81,7 +84,20 @@ export class FakeApi implements ControllerApi {
     this.beforeCall('status', room);
     this.writes.status++;
     const current = this.get<StreamRoom>(room.kind, room.metadata.namespace, room.metadata.name);
-    if (current) this.put({ ...current, status });
+    // a merge patch: the live poller's fields stay
+    const { live, viewers, lastActivityTime } = current?.status ?? {};
+    if (current)
+      this.put({ ...current, status: withoutUndefined({ live, viewers, lastActivityTime, ...status }) });
+  }
+
+  async patchRoomLive(
+    room: { metadata: { name: string; namespace: string } },
+    live: LiveStatus,
+  ): Promise<void> {
+    this.writes.live++;
+    const current = this.get<StreamRoom>(KIND, room.metadata.namespace, room.metadata.name);
+    if (!current) throw apiError(404, `streamroom ${room.metadata.name} not found`);
+    this.put({ ...current, status: { ...current.status, ...live } });
   }
 
   async setFinalizers(room: StreamRoom, finalizers: string[]): Promise<void> {

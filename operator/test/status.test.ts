@@ -245,6 +245,15 @@ describe('roomUrl for each expose type', () => {
 });
 
 describe('status changes', () => {
+  it('leaves the live fields to the live poller: neither computed nor a reason to write', () => {
+    const status = computeStatus(observe({}, { deployment: deployment({}) }));
+    expect(status).not.toHaveProperty('live');
+    expect(status).not.toHaveProperty('viewers');
+    expect(status).not.toHaveProperty('lastActivityTime');
+    const stored = { ...status, live: true, viewers: 12, lastActivityTime: '2026-12-02T00:00:00Z' };
+    expect(statusChanged(JSON.parse(JSON.stringify(stored)), status)).toBe(false);
+  });
+
   it('keeps lastTransitionTime while a condition keeps its status', () => {
     const first = computeStatus(observe({}, { deployment: deployment({}) }));
     const stored = JSON.parse(JSON.stringify(first)) as typeof first; // as the API server returns it

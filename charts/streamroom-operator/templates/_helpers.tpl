@@ -103,6 +103,10 @@ The rules the operator needs in each namespace it watches, read from operator/sr
 - apiGroups: ['']
   resources: [events]
   verbs: [create]
+# where the rooms' ready pods are, to ask their /live (status.live, viewers, lastActivityTime)
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
 {{- end }}
 
 {{/* The TURN gateway's name, and the Secret holding its secret. */}}

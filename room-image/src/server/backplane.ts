@@ -8,6 +8,7 @@ import { createClient } from '@redis/client';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import type { RedisConfig } from './config.js';
 import type { LogFn } from './log.js';
+import type { CommandClient } from './redis-scripts.js';
 import { RedisRoomState, streamName, type TickResult } from './redis-state.js';
 
 /** How often a replica refreshes its members (and sweeps expired ones). */
@@ -26,6 +27,8 @@ export function backoffMs(retries: number): number {
 
 export interface Backplane {
   readonly state: RedisRoomState;
+  /** The state's Redis connection (fails fast while disconnected), for other room-wide keys. */
+  readonly client: CommandClient;
   /** The socket.io adapter factory (`new Server({ adapter })`). */
   readonly adapter: ReturnType<typeof createAdapter>;
   /** Why the backplane is not usable right now, or undefined when it is. */
@@ -120,6 +123,7 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
 
   return {
     state,
+    client: stateClient,
     adapter,
     // Said on /readyz, which anyone may read: the cause (it names the Redis host) goes to the log only.
     unavailableReason: () => (isConnected() ? undefined : 'redis not connected'),

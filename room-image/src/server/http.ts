@@ -8,6 +8,7 @@ import compression from 'compression';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { RoomConfig } from './config.js';
 import type { RoomContext, SocketData } from './context.js';
+import type { RoomLive } from './live.js';
 import type { Media } from './media.js';
 import { recordPresence } from './presence.js';
 
@@ -38,6 +39,8 @@ type AppContext = Pick<
   localSockets(): Iterable<{ data: unknown }>;
   /** SFU rooms: the media relay (also created after the app). */
   media(): Media | undefined;
+  /** `GET /live` on the metrics port (live.ts). */
+  live?: Pick<RoomLive, 'handler'>;
 };
 
 /** Counts this replica's own sockets by role. */
@@ -140,6 +143,7 @@ export function createMetricsApp(ctx: AppContext): Express {
       : undefined;
     Promise.allSettled([state.presence().then((p) => recordPresence(metrics, p)), relay]).finally(send);
   });
+  if (ctx.live) app.get('/live', ctx.live.handler);
   app.use(notFound);
   return app;
 }

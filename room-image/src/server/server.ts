@@ -12,6 +12,7 @@ import type { RoomConfig } from './config.js';
 import type { RoomContext, RoomServer, RoomSocket } from './context.js';
 import { DEFAULT_FLOOD, guardSocket, type FloodLimits } from './guard.js';
 import { createApp, createMetricsApp, transportsFor } from './http.js';
+import { createLive, MemoryActivity, RedisActivity } from './live.js';
 import { jsonLogger, type LogFn } from './log.js';
 import { createMedia, type Media } from './media.js';
 import { RoomMetrics } from './metrics.js';
@@ -81,6 +82,15 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     void work.finally(() => pending.delete(work));
   };
 
+  // GET /live on the metrics port: the room's live facts for the operator (live.ts)
+  const live = createLive({
+    state,
+    log,
+    activity:
+      backplane && config.redis
+        ? new RedisActivity(backplane.client, config.redis.keyPrefix)
+        : new MemoryActivity(),
+  });
   const appContext = {
     config,
     state,
@@ -89,6 +99,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     unavailableReason,
     localSockets: () => io.of('/').sockets.values(),
     media: () => mediaRef.media,
+    live,
   };
   const httpServer: HttpServer = createServer(createApp(appContext, publicDir));
   const metricsServer: HttpServer = createServer(createMetricsApp(appContext));
@@ -107,6 +118,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     ...(backplane ? { adapter: backplane.adapter } : {}),
   });
   origins.guardUpgrades(httpServer);
+  live.attach(io);
   const notifyPeers = backplane ? () => io.serverSideEmit('streamroom:presence') : undefined;
   const presence = presencePublisher({ io, state, metrics, log, isShuttingDown }, notifyPeers);
   io.on('streamroom:presence', () => {
@@ -147,6 +159,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   const listenAddress = options.host ?? config.listenAddress;
   const addr = await listen(httpServer, options.port ?? config.port, listenAddress);
   const metricsAddr = await listen(metricsServer, options.metricsPort ?? config.metricsPort, listenAddress);
+  live.start();
 
   let closing: Promise<void> | undefined;
   return {
@@ -178,6 +191,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
           notifyPeers?.();
         }
         presence.stop();
+        live.stop();
         await new Promise<void>((resolve) => {
           void io.close(() => resolve());
           httpServer.closeIdleConnections();
