@@ -21,6 +21,11 @@ export interface ChatMessage {
   text: string;
   /** Server timestamp, milliseconds since the epoch. */
   ts: number;
+  /**
+   * The room's order of acceptance (the history's), increasing across the room's replicas. Clients
+   * need not use it; the server uses it to give a joining client exactly what its history lacks.
+   */
+  seq: number;
 }
 
 export interface Presence {
@@ -125,7 +130,12 @@ export interface ClientToServerEvents {
 export interface ServerToClientEvents {
   welcome(welcome: Welcome): void;
   presence(presence: Presence): void;
-  'chat:message'(message: ChatMessage): void;
+  /**
+   * The chat messages accepted in the last tick (CHAT_BATCH_MS), in order: one frame for many
+   * messages. A joining client gets its first batch after its `welcome`, with exactly the messages
+   * its history lacks.
+   */
+  'chat:batch'(messages: ChatMessage[]): void;
   signal(message: SignalMessage): void;
   /** PeerToPeer broadcasters only. */
   'viewer:joined'(viewer: { id: string }): void;

@@ -10,7 +10,15 @@ import {
   openRoomPage,
   waitForFrames,
 } from './browser-helpers.js';
-import { BROADCASTER_KEY, buildClientToTemp, repoRoot, start, waitFor } from './helpers.js';
+import {
+  BROADCASTER_KEY,
+  buildClientToTemp,
+  closeAllClients,
+  connect,
+  repoRoot,
+  start,
+  waitFor,
+} from './helpers.js';
 import { RoundRobinProxy } from './processes.js';
 
 let browser: Browser;
@@ -124,6 +132,39 @@ describe('room page in Chromium', () => {
     await waitForFrames(mobile, 0);
     await mobile.screenshot({ path: path.join(repoRoot, 'test-artifacts', 'room-viewer-phone.png') });
   }, 90_000);
+
+  it('shows a burst of chat from many senders in order, one page update per batch', async () => {
+    const page = await openViewer('Reader');
+    // Counts the changes that add to the list (the test's tsconfig has no DOM types: a string).
+    await page.evaluate(`
+      window.additions = 0;
+      new MutationObserver((records) => {
+        window.additions += records.filter((r) => r.addedNodes.length > 0).length;
+      }).observe(document.querySelector('.messages'), { childList: true });
+    `);
+    const senders = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => connect(server.url, { role: 'viewer', name: `Burst ${i}` })),
+    );
+    const acks = senders.flatMap((s, i) =>
+      Array.from({ length: 10 }, (_, k) => s.socket.emitWithAck('chat:send', { text: `burst ${i}.${k}` })),
+    );
+    expect((await Promise.all(acks)).every((a) => (a as { ok: boolean }).ok)).toBe(true);
+    const shown = async (): Promise<string[]> =>
+      (await page.locator('.msg-text').allTextContents()).filter((t) => t.startsWith('burst '));
+    await waitFor(async () => (await shown()).length >= 100, 10_000);
+    const texts = await shown();
+    expect(new Set(texts).size).toBe(100);
+    for (let i = 0; i < 10; i++) {
+      expect(texts.filter((t) => t.startsWith(`burst ${i}.`))).toEqual(
+        Array.from({ length: 10 }, (_, k) => `burst ${i}.${k}`),
+      );
+    }
+    // A batch is one change to the list, not one per message.
+    const additions = Number(await page.evaluate('window.additions'));
+    console.log(`100 messages shown in ${additions} updates of the list`);
+    expect(additions).toBeLessThanOrEqual(20);
+    closeAllClients();
+  });
 
   it('pages reconnect by themselves and video resumes after the room server restarts', async () => {
     const port = server.port;

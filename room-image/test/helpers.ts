@@ -124,6 +124,16 @@ export function collect<T = unknown>(socket: Socket, event: string): T[] {
   return items;
 }
 
+/** Collects every chat message the socket receives from now on (`chat:batch` events, flattened). */
+export function collectChat<T = unknown>(socket: Socket, batches: T[][] = []): T[] {
+  const items: T[] = [];
+  socket.on('chat:batch', (batch: T[]) => {
+    batches.push(batch);
+    items.push(...batch);
+  });
+  return items;
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function waitFor(

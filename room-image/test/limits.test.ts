@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { addressKey, clientKey } from '../src/server/address.js';
 import type { RunningServer } from '../src/server/server.js';
-import { closeAllClients, collect, connect, metric, sleep, start, waitFor } from './helpers.js';
+import { closeAllClients, collect, collectChat, connect, metric, sleep, start, waitFor } from './helpers.js';
 import { startRoom, type RoomProcess } from './processes.js';
 import { wireConnect, type WireClient } from './wire.js';
 
@@ -100,7 +100,7 @@ describe('clients that stop reading', () => {
     wires.push(stalled);
     stalled.stall();
     const reader = await connect(server.url, { role: 'viewer' });
-    const received = collect(reader.socket, 'chat:message');
+    const received = collectChat(reader.socket);
     const sockets = (): number => server!.io.of('/').sockets.size;
     expect(sockets()).toBe(2);
     const text = CLEF.repeat(5000); // about 20 KB a message
@@ -134,7 +134,7 @@ describe('clients that stop reading', () => {
     };
     const phases = [`started: ${memory()}`];
     const observer = await connect(url, { role: 'viewer' });
-    const seen = collect(observer.socket, 'chat:message');
+    const seen = collectChat(observer.socket);
     const presence = collect<{ viewers: number }>(observer.socket, 'presence');
     // Twenty clients that read (and discard) everything, and chat: in rounds of 100 messages of
     // about 20 KB (2 MB to every reader), each round once the previous one reached everybody, so

@@ -5,7 +5,7 @@
  */
 import { createClient } from '@redis/client';
 import { RedisRoomState } from '../src/server/redis-state.js';
-import { messageBytes, type ChatMessage } from '../src/server/state.js';
+import { messageBytes, type ChatMessage, type NewChatMessage } from '../src/server/state.js';
 import { sleep } from './helpers.js';
 import { startRedis, type RedisProcess } from './processes.js';
 
@@ -35,7 +35,7 @@ async function replicas(ttlMs = 8000): Promise<[RedisRoomState, RedisRoomState, 
   return [await make(), await make(), prefix];
 }
 
-const message = (i: number, characters: number): ChatMessage => ({
+const message = (i: number, characters: number): NewChatMessage => ({
   id: `m${i}`,
   name: 'Ann',
   role: 'viewer',
@@ -47,11 +47,13 @@ describe('RedisRoomState limits', () => {
   it('keeps the newest messages that fit in the byte bound, whichever replica adds them', async () => {
     const [a, b, prefix] = await replicas();
     const limits = { size: 1000, bytes: 10_000 };
-    const sent: ChatMessage[] = [];
+    // As stored: with the `seq` the state gave each (its place in the room's order).
+    const sent: (ChatMessage | NewChatMessage)[] = [];
     for (let i = 0; i < 20; i++) {
       const m = message(i, 100 + 50 * (i % 5)); // 400 to 1200 bytes of text
-      sent.push(m);
-      await (i % 2 ? a : b).addMessage(m, limits);
+      const stored = await (i % 2 ? a : b).addMessage(m, limits);
+      expect(stored).toEqual({ ...m, seq: i + 1 });
+      sent.push(stored);
     }
     const expected = (): string[] => {
       let bytes = 0;
@@ -62,36 +64,38 @@ describe('RedisRoomState limits', () => {
       }
       return kept;
     };
-    expect((await a.history()).map((m) => m.id)).toEqual(expected());
-    expect((await b.history()).map((m) => m.id)).toEqual(expected());
+    const ids = async (r: RedisRoomState): Promise<string[]> => (await r.history()).messages.map((m) => m.id);
+    expect(await ids(a)).toEqual(expected());
+    expect(await ids(b)).toEqual(expected());
+    expect((await a.history()).seq).toBe(20);
 
     // The count is kept beside the list; without it (an idle room's key expired, an older replica
     // wrote the list) it is counted again from the list.
     const admin = createClient({ url: redis.url });
     clients.push(admin);
     await admin.connect();
-    const total = Number(await admin.hGet(`${prefix}chat:meta`, 'bytes'));
-    expect(total).toBe((await a.history()).reduce((sum, m) => sum + messageBytes(m), 0));
+    const storedBytes = async (): Promise<number> =>
+      (await admin.lRange(`${prefix}chat`, 0, -1)).reduce((sum, m) => sum + Buffer.byteLength(m), 0);
+    expect(Number(await admin.hGet(`${prefix}chat:meta`, 'bytes'))).toBe(await storedBytes());
     await admin.del(`${prefix}chat:meta`);
-    sent.push(message(20, 1000));
-    await a.addMessage(sent.at(-1)!, limits);
-    expect((await b.history()).map((m) => m.id)).toEqual(expected());
-    // A replica of the previous version appends without counting: the next count notices.
+    sent.push(await a.addMessage(message(20, 1000), limits));
+    expect(await ids(b)).toEqual(expected());
+    // A replica of the previous version appends without counting (and without `seq`): the next
+    // count notices.
     sent.push(message(21, 1200));
     await admin.rPush(`${prefix}chat`, JSON.stringify(sent.at(-1)));
-    sent.push(message(22, 1200));
-    await b.addMessage(sent.at(-1)!, limits);
-    expect((await a.history()).map((m) => m.id)).toEqual(expected());
-    expect(Number(await admin.hGet(`${prefix}chat:meta`, 'bytes'))).toBe(
-      (await a.history()).reduce((sum, m) => sum + messageBytes(m), 0),
-    );
+    sent.push(await b.addMessage(message(22, 1200), limits));
+    expect(await ids(a)).toEqual(expected());
+    expect(Number(await admin.hGet(`${prefix}chat:meta`, 'bytes'))).toBe(await storedBytes());
 
-    // The count bound still holds, and a message bigger than the whole bound is not kept.
-    await b.addMessage(message(23, 10), { size: 2, bytes: 10_000 });
-    expect((await a.history()).map((m) => m.id)).toEqual(['m22', 'm23']);
-    await b.addMessage(message(24, 3000), limits);
-    expect(await a.history()).toEqual([]);
-    expect(await admin.exists([`${prefix}chat`, `${prefix}chat:meta`])).toBe(0);
+    // The count bound still holds, and a message bigger than the whole bound is not kept, but
+    // still gets its place in the room's order, which outlives the emptied history.
+    expect(await b.addMessage(message(23, 10), { size: 2, bytes: 10_000 })).toMatchObject({ seq: 3 });
+    expect(await ids(a)).toEqual(['m22', 'm23']);
+    expect(await b.addMessage(message(24, 3000), limits)).toMatchObject({ seq: 4 });
+    expect(await a.history()).toEqual({ messages: [], seq: 4 });
+    expect(await admin.exists([`${prefix}chat`])).toBe(0);
+    expect(await admin.hGetAll(`${prefix}chat:meta`)).toEqual({ seq: '4' });
   });
 
   it('counts the viewer seats of an address room-wide, refreshed by the heartbeat and freed on leave', async () => {

@@ -5,7 +5,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { BROADCASTER_KEY, collect, connect, closeAllClients, metric, nextEvent, waitFor } from './helpers.js';
+import {
+  BROADCASTER_KEY,
+  collect,
+  collectChat,
+  connect,
+  closeAllClients,
+  metric,
+  nextEvent,
+  waitFor,
+} from './helpers.js';
 import {
   freePort,
   RoundRobinProxy,
@@ -76,7 +85,7 @@ function member(
     socket,
     welcomes: [],
     presence: collect<Presence>(socket, 'presence'),
-    messages: collect<Message>(socket, 'chat:message'),
+    messages: collectChat<Message>(socket),
     disconnects: [],
   };
   members.push(m);
@@ -118,9 +127,9 @@ describe('two replicas sharing one Redis', () => {
     const v2 = await connect(b, { role: 'viewer', name: 'Bea' });
     const p1 = collect<Presence>(v1.socket, 'presence');
     const p2 = collect<Presence>(v2.socket, 'presence');
-    const m1 = collect<Message>(v1.socket, 'chat:message');
-    const m2 = collect<Message>(v2.socket, 'chat:message');
-    const mh = collect<Message>(host.socket, 'chat:message');
+    const m1 = collectChat<Message>(v1.socket);
+    const m2 = collectChat<Message>(v2.socket);
+    const mh = collectChat<Message>(host.socket);
     await waitFor(() => joined.length === 2);
 
     // Presence is room-wide on both replicas, and follows changes made on the other one.
@@ -289,8 +298,10 @@ describe('rooms sharing one Redis', () => {
     await Promise.all([waitReady(xu), waitReady(yu)]);
     const inX = await connect(xu, { role: 'viewer', name: 'In X' });
     const inY = await connect(yu, { role: 'viewer', name: 'In Y' });
-    const seenInY = collect(inY.socket, 'chat:message');
+    const seenInY = collectChat(inY.socket);
+    const seenInX = collectChat(inX.socket);
     expect(((await inX.socket.emitWithAck('chat:send', { text: 'only for x' })) as Ack).ok).toBe(true);
+    await waitFor(() => seenInX.length === 1); // the tick's batch went out (and on x's stream)
     const inY2 = await connect(yu, { role: 'viewer' });
     expect((inY2.welcome['chat'] as { history: unknown[] }).history).toEqual([]);
     expect(await metric(await y.metricsUrl, 'streamroom_viewers_connected')).toBe(2);
@@ -301,7 +312,7 @@ describe('rooms sharing one Redis', () => {
         .split('\n')
         .filter(Boolean);
     const keys = cli('--scan');
-    expect(keys).toEqual(expect.arrayContaining(['streamroom:team:x:chat', 'streamroom:team:x:sio']));
+    expect(keys).toEqual(expect.arrayContaining(['streamroom:team:x:chat', 'streamroom:team:x:chat:stream']));
     const channels = cli('PUBSUB', 'CHANNELS', '*');
     expect(channels.length).toBeGreaterThanOrEqual(4); // public + private channel of each room
     for (const name of [...keys, ...channels]) expect(name).toMatch(/^streamroom:team:[xy]:/);

@@ -7,6 +7,7 @@ import {
   VIEWER_KEY,
   closeAllClients,
   collect,
+  collectChat,
   connect,
   metric,
   nextEvent,
@@ -291,7 +292,7 @@ describe('chat', () => {
     server = await start({ CHAT_HISTORY_SIZE: '3', CHAT_MESSAGES_PER_MINUTE: '100' });
     const a = await connect(server.url, { role: 'viewer', name: 'Alice' });
     const b = await connect(server.url, { role: 'viewer', name: 'Bob' });
-    const received = collect<{ name: string; text: string; ts: number }>(b.socket, 'chat:message');
+    const received = collectChat<{ name: string; text: string; ts: number }>(b.socket);
     const before = Date.now();
     for (let i = 1; i <= 5; i++) {
       const ack = (await a.socket.emitWithAck('chat:send', { text: `  hello <b>${i}</b>  ` })) as Ack;
@@ -311,7 +312,7 @@ describe('chat', () => {
     server = await start({ CHAT_MESSAGES_PER_MINUTE: '3', CHAT_MAX_MESSAGE_LENGTH: '10' });
     const a = await connect(server.url, { role: 'viewer' });
     const b = await connect(server.url, { role: 'viewer' });
-    const seenByB = collect(b.socket, 'chat:message');
+    const seenByB = collectChat(b.socket);
     const results: Ack[] = [];
     for (let i = 0; i < 5; i++)
       results.push((await a.socket.emitWithAck('chat:send', { text: `m${i}` })) as Ack);
@@ -363,7 +364,7 @@ describe('hostile input', () => {
     server = await start({ CHAT_MESSAGES_PER_MINUTE: '1000' });
     const bad = await connect(server.url, { role: 'viewer', name: 'Mallory' });
     const good = await connect(server.url, { role: 'viewer', name: 'Carol' });
-    const seenByGood = collect(good.socket, 'chat:message');
+    const seenByGood = collectChat(good.socket);
     const rejected = collect<{ event: string; reason: string }>(bad.socket, 'rejected');
     const payloads: unknown[] = [
       undefined,
@@ -446,7 +447,7 @@ describe('hostile input', () => {
     server = await start({}, { flood: { burst: 20, perSecond: 5, disconnectAfter: 200 } });
     const bad = await connect(server.url, { role: 'viewer' });
     const good = await connect(server.url, { role: 'viewer' });
-    const seenByGood = collect(good.socket, 'chat:message');
+    const seenByGood = collectChat(good.socket);
     const notices = collect(bad.socket, 'rejected');
     const gone = nextEvent(bad.socket, 'disconnect', 5000);
     for (let i = 0; i < 400 && bad.socket.connected; i++) bad.socket.emit('chat:send', { text: `spam ${i}` });

@@ -12,7 +12,7 @@ export class Chat {
   private limits = { maxMessageLength: 500, messagesPerMinute: 20 };
 
   constructor(private readonly session: Session) {
-    session.socket.on('chat:message', (m) => this.append(m));
+    session.socket.on('chat:batch', (batch) => this.append(batch));
     ui.chatForm.addEventListener('submit', (e) => {
       e.preventDefault();
       this.send();
@@ -37,12 +37,33 @@ export class Chat {
     else this.merge(chat.history);
   }
 
-  private append(m: ChatMessage): void {
-    if (this.shown.has(m.id)) return;
-    this.shown.add(m.id);
+  /**
+   * Shows new messages (a batch, or the history) with one change to the page: the layout is read
+   * once before (was the list scrolled to the bottom?) and written once after.
+   */
+  private append(messages: ChatMessage[]): void {
+    const fresh = messages.filter((m) => !this.shown.has(m.id));
+    if (fresh.length === 0) return;
     const list = ui.messages;
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+    const items = document.createDocumentFragment();
+    // Only the last MAX_SHOWN can stay on screen: build no more than that.
+    for (const m of fresh.slice(-MAX_SHOWN)) {
+      this.shown.add(m.id);
+      items.append(this.item(m));
+    }
     list.querySelector('.msg-empty')?.remove();
+    list.append(items);
+    let extra = list.children.length - MAX_SHOWN;
+    while (extra-- > 0) {
+      const oldest = list.firstElementChild as HTMLElement;
+      this.shown.delete(oldest.dataset['id'] ?? '');
+      oldest.remove();
+    }
+    if (nearBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  private item(m: ChatMessage): HTMLLIElement {
     const li = document.createElement('li');
     li.className = `msg msg-${m.role}`;
     li.dataset['id'] = m.id;
@@ -60,13 +81,7 @@ export class Chat {
     text.className = 'msg-text';
     text.textContent = m.text; // always text, never HTML
     li.append(head, text);
-    list.append(li);
-    while (list.children.length > MAX_SHOWN) {
-      const oldest = list.firstElementChild as HTMLElement;
-      this.shown.delete(oldest.dataset['id'] ?? '');
-      oldest.remove();
-    }
-    if (nearBottom) list.scrollTop = list.scrollHeight;
+    return li;
   }
 
   private reset(history: ChatMessage[]): void {
@@ -78,7 +93,7 @@ export class Chat {
       empty.textContent = 'No messages yet. Say hello!';
       ui.messages.append(empty);
     }
-    for (const m of history) this.append(m);
+    this.append(history);
     ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
@@ -91,7 +106,7 @@ export class Chat {
         break;
       }
     }
-    for (const m of history.slice(start)) this.append(m);
+    this.append(history.slice(start));
   }
 
   private errorText(error: RejectReason): string {

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'socket.io';
 import type { RoomContext, SocketData } from './context.js';
 import type { SocketHandlers } from './guard.js';
-import type { ChatMessage } from './state.js';
+import type { ChatHistory, NewChatMessage } from './state.js';
 import { chatPayload, namePayload } from './validate.js';
 
 export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers): void {
@@ -17,16 +17,17 @@ export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers
     if (!(await state.takeChatToken(data.user, config.chat.messagesPerMinute, Date.now()))) {
       return h.reject('rate_limited', 'chat:send', ack);
     }
-    const message: ChatMessage = {
+    const fresh: NewChatMessage = {
       id: randomUUID(),
       name: data.name,
       role: data.role,
       text,
       ts: Date.now(),
     };
-    await state.addMessage(message, { size: config.chat.historySize, bytes: config.limits.chatHistoryBytes });
+    const limits = { size: config.chat.historySize, bytes: config.limits.chatHistoryBytes };
+    const message = await state.addMessage(fresh, limits);
     metrics.chatMessages.add(1);
-    ctx.io.emit('chat:message', message); // through the adapter: every replica's sockets
+    ctx.chat.add(message); // in this tick's batch: every replica's sockets
     ack?.({ ok: true, message });
   });
 
@@ -43,7 +44,13 @@ export function registerChat(ctx: RoomContext, socket: Socket, h: SocketHandlers
   });
 }
 
-/** The `chat` part of `welcome`: the limits, plus the history when chat is enabled. */
+/**
+ * The `chat` part of `welcome` (the limits, plus the history when chat is enabled) and the `seq`
+ * the history ends at. Call `ctx.chat.beginJoin(socket)` first (see chat-fanout.ts).
+ */
 export async function chatWelcome({ config, state }: Pick<RoomContext, 'config' | 'state'>) {
-  return { ...config.chat, history: config.chat.enabled ? await state.history() : [] };
+  const { messages, seq }: ChatHistory = config.chat.enabled
+    ? await state.history()
+    : { messages: [], seq: 0 };
+  return { chat: { ...config.chat, history: messages }, seq };
 }

@@ -32,6 +32,8 @@ export interface RoomConfig {
   /** 0 means unlimited. */
   maxViewers: number;
   chat: ChatConfig;
+  /** Chat messages gather this long and go to each client as one frame (CHAT_BATCH_MS). */
+  chatBatchMs: number;
   iceServers: IceServer[];
   shutdownTimeoutSeconds: number;
   /** Shared state of a multi-replica room; undefined = single replica, state in memory. */
@@ -378,6 +380,7 @@ export function loadConfig(env: Env, warn: ConfigWarning = () => undefined): Roo
       maxMessageLength: int(env, 'CHAT_MAX_MESSAGE_LENGTH', 500, 1, 10_000),
       messagesPerMinute: int(env, 'CHAT_MESSAGES_PER_MINUTE', 20, 1, 6000),
     },
+    chatBatchMs: int(env, 'CHAT_BATCH_MS', 50, 1, 1000),
     iceServers: iceServers(env),
     shutdownTimeoutSeconds: int(env, 'SHUTDOWN_TIMEOUT_SECONDS', 20, 1, 3600),
     redis: redis(env, roomNamespace, roomName),

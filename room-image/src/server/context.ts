@@ -1,6 +1,7 @@
 /** Types shared by the room server's modules. */
 import type { Server, Socket } from 'socket.io';
 import type { ClientToServerEvents, Role, ServerToClientEvents } from '../protocol.js';
+import type { ChatFanout } from './chat-fanout.js';
 import type { RoomConfig } from './config.js';
 import type { Media } from './media.js';
 import type { MeshEvents } from './upstream.js';
@@ -27,6 +28,8 @@ export interface RoomContext {
   publishPresence(): void;
   /** Lets shutdown wait for a cleanup that is still writing to the shared state. */
   track(work: Promise<unknown>): void;
+  /** The chat's batched fan-out. */
+  chat: ChatFanout;
 }
 
 /** Between replicas (through the adapter): "presence changed, re-read it", and the relays' pulls. */

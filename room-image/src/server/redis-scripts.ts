@@ -109,23 +109,27 @@ redis.call('HSET', KEYS[1], 'live', ARGV[2])
 return 1`);
 
 /**
- * KEYS chat, chat meta (hash: `bytes`, `tail`); ARGV message JSON, history size, max bytes →
- * appends, then drops the oldest while more than `size` messages or more than `max bytes` (the
- * JSON strings' bytes) are kept. The byte count is kept beside the list with the start of the
- * message it last counted (a message's JSON starts with its unique id); when the list's tail is not
- * that message (the count expired, or an older replica wrote to the list) it is counted again.
+ * KEYS chat, chat meta (hash: `bytes`, `tail`, `seq`); ARGV message JSON (an object, without
+ * `seq`), history size, max bytes → the message's `seq`. Gives the message the room's next `seq`
+ * (appended to its JSON as the last field), appends it, then drops the oldest while more than
+ * `size` messages or more than `max bytes` (the JSON strings' bytes) are kept. The byte count is
+ * kept beside the list with the start of the message it last counted (a message's JSON starts with
+ * its unique id); when the list's tail is not that message (the count expired, or an older replica
+ * wrote to the list) it is counted again. `seq` outlives an emptied history.
  */
 export const ADD_MESSAGE = lua(`
 local size = tonumber(ARGV[2])
 local maxBytes = tonumber(ARGV[3])
 local head = function(m) return string.sub(m, 1, 64) end
-local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+local entry = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. seq .. '}'
+local n = redis.call('RPUSH', KEYS[1], entry)
 local meta = redis.call('HMGET', KEYS[2], 'bytes', 'tail')
 local total = tonumber(meta[1] or '')
 if n == 1 then
-  total = #ARGV[1]
+  total = #entry
 elseif total and head(redis.call('LRANGE', KEYS[1], -2, -2)[1]) == meta[2] then
-  total = total + #ARGV[1]
+  total = total + #entry
 else
   total = 0
   for _, m in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do total = total + #m end
@@ -141,12 +145,27 @@ while drop < n and (n - drop > size or total > maxBytes) do
   end
 end
 if drop >= n then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 0
+  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[2], 'bytes', 'tail')
+  return seq
 end
 if drop > 0 then redis.call('LTRIM', KEYS[1], drop, -1) end
-redis.call('HSET', KEYS[2], 'bytes', total, 'tail', head(ARGV[1]))
-return 1`);
+redis.call('HSET', KEYS[2], 'bytes', total, 'tail', head(entry))
+return seq`);
+
+/** KEYS chat, chat meta → { the last `seq` given (0: none yet), the history's JSON strings }. */
+export const HISTORY = lua(`
+return { tonumber(redis.call('HGET', KEYS[2], 'seq') or '0'), redis.call('LRANGE', KEYS[1], 0, -1) }`);
+
+/**
+ * KEYS chat stream; ARGV origin (a replica's id), messages JSON, idleMs, max length → the entry's
+ * id. One replica's chat of one tick for the other replicas, in the order of the stream; the
+ * stream keeps about the last `max length` entries and lives as long as the room's other keys.
+ */
+export const PUBLISH_CHAT = lua(`
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'origin', ARGV[1], 'messages', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return id`);
 
 /**
  * KEYS a rate key (a user's chat, an address's new user ids); ARGV perMinute, unique member → 1

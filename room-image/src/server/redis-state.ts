@@ -9,6 +9,7 @@
  *   P + chat:meta           hash: `bytes`, the size of those JSON strings (`tail`: see ADD_MESSAGE)
  *   P + rate:<user>         sorted set of the user's chat timestamps within the last minute
  *   P + newusers:<address>  sorted set of the times new user ids went to an address, last minute
+ *   P + chat:stream         stream of chat batches, one entry per replica and tick (chat-relay.ts)
  *   P + sio                 the socket.io adapter's stream (its pub/sub channels start with P + sio)
  *
  * Every key expires a day after the last replica of the room stopped (see TICK); rate keys a
@@ -22,7 +23,16 @@
 import { randomUUID } from 'node:crypto';
 import * as lua from './redis-scripts.js';
 import type { CommandClient } from './redis-scripts.js';
-import type { ChatMessage, HistoryLimits, Presence, RoomState, SeatLimits, SeatResult } from './state.js';
+import type {
+  ChatHistory,
+  ChatMessage,
+  HistoryLimits,
+  NewChatMessage,
+  Presence,
+  RoomState,
+  SeatLimits,
+  SeatResult,
+} from './state.js';
 
 export interface TickResult {
   /** Own viewers that had expired (e.g. after a long Redis outage) and were seated again. */
@@ -37,20 +47,33 @@ export interface TickResult {
   sweptBroadcaster: boolean;
 }
 
-function isChatMessage(v: unknown): v is ChatMessage {
-  if (typeof v !== 'object' || v === null) return false;
+/** A stored or relayed chat message (from another replica; an older one's lacks `seq`: 0). */
+export function chatMessage(v: unknown): ChatMessage | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
   const m = v as Record<string, unknown>;
-  return (
-    typeof m['id'] === 'string' &&
-    typeof m['name'] === 'string' &&
-    (m['role'] === 'broadcaster' || m['role'] === 'viewer') &&
-    typeof m['text'] === 'string' &&
-    typeof m['ts'] === 'number'
-  );
+  const { id, name, role, text, ts } = m;
+  const seq = m['seq'] ?? 0;
+  if (
+    typeof id === 'string' &&
+    typeof name === 'string' &&
+    (role === 'broadcaster' || role === 'viewer') &&
+    typeof text === 'string' &&
+    typeof ts === 'number' &&
+    typeof seq === 'number'
+  ) {
+    return { id, name, role, text, ts, seq };
+  }
+  return undefined;
 }
 
 /** The socket.io adapter's stream (and pub/sub channel prefix) of the room with this prefix. */
 export const streamName = (prefix: string): string => `${prefix}sio`;
+
+/** The stream of chat batches between the replicas of the room with this prefix. */
+export const chatStreamName = (prefix: string): string => `${prefix}chat:stream`;
+
+/** About how many batches the chat stream keeps (for a replica that was briefly away). */
+const CHAT_STREAM_LENGTH = 1000;
 
 /** How long a room's keys outlive its last replica. */
 const IDLE_ROOM_MS = 24 * 3600 * 1000;
@@ -69,6 +92,7 @@ export class RedisRoomState implements RoomState {
     broadcaster: string;
     chat: string;
     chatMeta: string;
+    chatStream: string;
     stream: string;
   };
 
@@ -83,6 +107,7 @@ export class RedisRoomState implements RoomState {
       broadcaster: `${prefix}broadcaster`,
       chat: `${prefix}chat`,
       chatMeta: `${prefix}chat:meta`,
+      chatStream: chatStreamName(prefix),
       stream: streamName(prefix),
     };
   }
@@ -139,25 +164,37 @@ export class RedisRoomState implements RoomState {
       live: live === 1,
     };
   }
-  async addMessage(message: ChatMessage, limits: HistoryLimits): Promise<void> {
-    await lua.ADD_MESSAGE.run(
+  async addMessage(message: NewChatMessage, limits: HistoryLimits): Promise<ChatMessage> {
+    const { id, name, role, text, ts } = message; // exactly these fields: the script appends `seq`
+    const seq = await lua.ADD_MESSAGE.run(
       this.client,
       [this.keys.chat, this.keys.chatMeta],
-      [JSON.stringify(message), limits.size, limits.bytes],
+      [JSON.stringify({ id, name, role, text, ts }), limits.size, limits.bytes],
     );
+    if (typeof seq !== 'number') throw new Error(`unexpected answer of the chat script: ${String(seq)}`);
+    return { id, name, role, text, ts, seq };
   }
-  async history(): Promise<ChatMessage[]> {
-    const raw = strings(await this.client.sendCommand(['LRANGE', this.keys.chat, '0', '-1']));
+  async history(): Promise<ChatHistory> {
+    const r = await lua.HISTORY.run(this.client, [this.keys.chat, this.keys.chatMeta], []);
+    const [seq, raw] = Array.isArray(r) ? r : [];
     const messages: ChatMessage[] = [];
-    for (const item of raw) {
+    for (const item of strings(raw)) {
       try {
-        const m: unknown = JSON.parse(item);
-        if (isChatMessage(m)) messages.push(m);
+        const m = chatMessage(JSON.parse(item));
+        if (m) messages.push(m);
       } catch {
         // a foreign or damaged entry: skip it
       }
     }
-    return messages;
+    return { messages, seq: typeof seq === 'number' ? seq : 0 };
+  }
+  /** Appends one tick's chat of this replica (`origin`) to the room's chat stream. */
+  async publishChat(origin: string, messages: ChatMessage[]): Promise<void> {
+    await lua.PUBLISH_CHAT.run(
+      this.client,
+      [this.keys.chatStream],
+      [origin, JSON.stringify(messages), IDLE_ROOM_MS, CHAT_STREAM_LENGTH],
+    );
   }
   async takeChatToken(userId: string, perMinute: number): Promise<boolean> {
     const key = `${this.prefix}rate:${userId}`;

@@ -2,12 +2,13 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Server } from 'socket.io';
+import { Server, type ServerOptions as SocketIoOptions } from 'socket.io';
 import type { IceServer, Welcome } from '../protocol.js';
 import { handshake } from './auth.js';
 import { createBackplane, type Backplane } from './backplane.js';
 import { dropWhenStalled } from './backpressure.js';
 import { chatWelcome, registerChat } from './chat.js';
+import { ChatFanout } from './chat-fanout.js';
 import type { RoomConfig } from './config.js';
 import type { RoomContext, RoomServer, RoomSocket } from './context.js';
 import { DEFAULT_FLOOD, guardSocket, type FloodLimits } from './guard.js';
@@ -21,6 +22,8 @@ import { presencePublisher } from './presence.js';
 import { applyTick, joinRoom, leaveRoom, registerSignaling } from './signaling.js';
 import { turnCredential } from './turn.js';
 import { MemoryRoomState, type RoomState } from './state.js';
+import { chatStreamName } from './redis-state.js';
+import { startChatRelay } from './chat-relay.js';
 
 export { keysMatch } from './auth.js';
 export { jsonLogger, type LogFn } from './log.js';
@@ -44,6 +47,10 @@ export interface ServerOptions {
   log?: LogFn;
   /** Per-socket message budget (token bucket). */
   flood?: FloodLimits;
+  /** How long a joined socket filters out what its history had (see chat-fanout.ts). */
+  chatCatchUpMs?: number;
+  /** socket.io options over the room's (the chat bench compares parsers and per-message deflate). */
+  socketIo?: Partial<SocketIoOptions>;
 }
 
 export interface RunningServer {
@@ -116,6 +123,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     transports: transportsFor(config),
     allowRequest: origins.allowRequest,
     ...(backplane ? { adapter: backplane.adapter } : {}),
+    ...options.socketIo,
   });
   origins.guardUpgrades(httpServer);
   live.attach(io);
@@ -127,6 +135,29 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   });
   const media = config.media.mode === 'SFU' ? createMedia({ config, io, log, state }) : undefined;
   mediaRef.media = media;
+  const chat = new ChatFanout({
+    io,
+    tickMs: config.chatBatchMs,
+    ...(options.chatCatchUpMs !== undefined ? { catchUpMs: options.chatCatchUpMs } : {}),
+    // Several replicas: one entry per tick on the room's chat stream (chat-relay.ts).
+    ...(backplane && config.redis
+      ? {
+          publish: (messages) =>
+            void backplane.state.publishChat(relay!.origin, messages).catch((err: unknown) => {
+              log('warn', 'publishing chat to the other replicas failed', { error: String(err) });
+            }),
+        }
+      : {}),
+  });
+  const relay =
+    backplane && config.redis
+      ? startChatRelay({
+          url: config.redis.url,
+          stream: chatStreamName(config.redis.keyPrefix),
+          log,
+          onBatch: (messages) => chat.receive(messages),
+        })
+      : undefined;
   const ctx: RoomContext = {
     config,
     state,
@@ -138,6 +169,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     unavailableReason,
     publishPresence: presence.publish,
     track,
+    chat,
   };
 
   io.use(handshake(ctx));
@@ -176,6 +208,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     close(): Promise<void> {
       closing ??= (async () => {
         shuttingDown = true;
+        chat.flush(); // what was accepted goes out before the sockets are told to leave
         // Only this replica's sockets: the rest of the room stays where it is.
         io.local.emit('server:shutdown', { reconnect: true, retryInMs: 1000 });
         if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs));
@@ -192,6 +225,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
         }
         presence.stop();
         live.stop();
+        chat.close();
         await new Promise<void>((resolve) => {
           void io.close(() => resolve());
           httpServer.closeIdleConnections();
@@ -201,7 +235,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
           metricsServer.close(() => resolve());
           metricsServer.closeAllConnections();
         });
-        await Promise.all([backplane?.close(), media?.close()]);
+        await Promise.all([backplane?.close(), media?.close(), relay?.close()]);
       })();
       return closing;
     },
@@ -216,6 +250,7 @@ async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLi
   registerSignaling(ctx, socket, handlers);
   registerChat(ctx, socket, handlers);
   socket.on('disconnect', () => {
+    ctx.chat.leave(socket);
     ctx.track(
       leaveRoom(ctx, socket).catch((err: unknown) =>
         ctx.log('warn', 'disconnect handler failed', { error: String(err) }),
@@ -223,6 +258,9 @@ async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLi
     );
   });
 
+  // From before the history is read until the welcome: see chat-fanout.ts.
+  ctx.chat.beginJoin(socket);
+  const { chat, seq } = await chatWelcome(ctx);
   const welcome: Welcome = {
     id: socket.id,
     role: data.role,
@@ -231,9 +269,9 @@ async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLi
     title: ctx.config.title,
     iceServers: iceServersFor(ctx.config, data.user),
     media: { mode: ctx.config.media.mode },
-    chat: await chatWelcome(ctx),
+    chat,
   };
-  await joinRoom(ctx, socket, welcome);
+  await joinRoom(ctx, socket, welcome, () => ctx.chat.completeJoin(socket, seq));
 }
 
 /** The ICE servers a visitor gets: the room's own, and in TURN rooms a credential of its own. */

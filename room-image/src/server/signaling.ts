@@ -93,7 +93,13 @@ export function registerSignaling(ctx: RoomContext, socket: RoomSocket, h: Socke
  * Sends `welcome` and announces the socket: a broadcaster replaces (and disconnects) the previous
  * one and also gets the viewer ids; a viewer is announced to the broadcaster.
  */
-export async function joinRoom(ctx: RoomContext, socket: RoomSocket, welcome: Welcome): Promise<void> {
+export async function joinRoom(
+  ctx: RoomContext,
+  socket: RoomSocket,
+  welcome: Welcome,
+  /** Runs right after the welcome went out. */
+  welcomed: () => void = () => undefined,
+): Promise<void> {
   const { state, io, media } = ctx;
   if (socket.data.role === 'broadcaster') {
     const previous = await state.setBroadcaster(socket.id);
@@ -102,10 +108,12 @@ export async function joinRoom(ctx: RoomContext, socket: RoomSocket, welcome: We
       io.in(previous).disconnectSockets(true);
     }
     socket.emit('welcome', media ? welcome : { ...welcome, viewers: await state.viewerIds() });
+    welcomed();
     await media?.join(socket);
     ctx.log('info', 'broadcaster connected');
   } else {
     socket.emit('welcome', welcome);
+    welcomed();
     if (media) await media.join(socket);
     else {
       const b = await state.broadcaster();

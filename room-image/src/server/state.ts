@@ -21,8 +21,17 @@ export interface HistoryLimits {
   bytes: number;
 }
 
+/** A message before the state gave it its place (`seq`) in the room's order. */
+export type NewChatMessage = Omit<ChatMessage, 'seq'>;
+
+/** The history at one point of the room's order: its messages, and the last `seq` given so far. */
+export interface ChatHistory {
+  messages: ChatMessage[];
+  seq: number;
+}
+
 /** What a message costs in the history (and in every welcome): its JSON in UTF-8 bytes. */
-export const messageBytes = (message: ChatMessage): number => Buffer.byteLength(JSON.stringify(message));
+export const messageBytes = (message: NewChatMessage): number => Buffer.byteLength(JSON.stringify(message));
 
 export interface RoomState {
   /** Seats viewer `id` of client `address` unless the room or the address is at its limit. */
@@ -37,8 +46,13 @@ export interface RoomState {
   broadcaster(): Promise<string | undefined>;
   setLive(id: string, live: boolean): Promise<boolean>;
   presence(): Promise<Presence>;
-  addMessage(message: ChatMessage, limits: HistoryLimits): Promise<void>;
-  history(): Promise<ChatMessage[]>;
+  /**
+   * Appends a message to the history and gives it the next `seq` of the room (atomically: every
+   * message has a place in the room's order, even one the history cannot keep).
+   */
+  addMessage(message: NewChatMessage, limits: HistoryLimits): Promise<ChatMessage>;
+  /** The history and the last `seq` given, read at one instant. */
+  history(): Promise<ChatHistory>;
   /**
    * Records one chat message for `userId`; false when over `perMinute` within the last minute.
    * A user's record is dropped a minute after their last message.
@@ -80,6 +94,7 @@ export class MemoryRoomState implements RoomState {
   private live = false;
   private readonly messages: { message: ChatMessage; bytes: number }[] = [];
   private historyBytes = 0;
+  private seq = 0;
   private readonly chatTimes = new MinuteWindow();
   private readonly newUserTimes = new MinuteWindow();
 
@@ -133,16 +148,18 @@ export class MemoryRoomState implements RoomState {
       live: this.live,
     };
   }
-  async addMessage(message: ChatMessage, limits: HistoryLimits): Promise<void> {
+  async addMessage(fresh: NewChatMessage, limits: HistoryLimits): Promise<ChatMessage> {
+    const message: ChatMessage = { ...fresh, seq: ++this.seq };
     const bytes = messageBytes(message);
     this.messages.push({ message, bytes });
     this.historyBytes += bytes;
     while (this.messages.length > limits.size || this.historyBytes > limits.bytes) {
       this.historyBytes -= this.messages.shift()!.bytes;
     }
+    return message;
   }
-  async history(): Promise<ChatMessage[]> {
-    return this.messages.map((m) => m.message);
+  async history(): Promise<ChatHistory> {
+    return { messages: this.messages.map((m) => m.message), seq: this.seq };
   }
   async takeChatToken(userId: string, perMinute: number, now: number): Promise<boolean> {
     return this.chatTimes.take(userId, perMinute, now);
