@@ -103,6 +103,8 @@ const ROOM_COMMANDS: readonly string[] = [
   'hget',
   'hmget',
   'hset',
+  'hincrby', // the chat's room-wide sequence number
+  'hdel',
   'rpush',
   'ltrim',
   'del',
@@ -112,6 +114,9 @@ const ROOM_COMMANDS: readonly string[] = [
   // to other replicas' requests through classic pub/sub.
   'xadd',
   'xread',
+  // The chat stream (room-image/src/server/chat-relay.ts): one entry per replica and tick; a
+  // replica starts reading at the newest entry.
+  'xrevrange',
   'publish',
   'subscribe',
 ];

@@ -206,8 +206,8 @@ describe('naming and rules', () => {
       '-@all',
       ...['+hello', '+auth', '+select', '+client|setinfo', '+client|maint_notifications'],
       ...['+zrem', '+lrange', '+evalsha', '+eval', '+time', '+zadd', '+zscore', '+zcount', '+zcard'],
-      ...['+zrangebyscore', '+zremrangebyscore', '+hget', '+hmget', '+hset', '+rpush', '+ltrim', '+del'],
-      ...['+pexpire', '+xadd', '+xread', '+publish', '+subscribe'],
+      ...['+zrangebyscore', '+zremrangebyscore', '+hget', '+hmget', '+hset', '+hincrby', '+hdel'],
+      ...['+rpush', '+ltrim', '+del', '+pexpire', '+xadd', '+xread', '+xrevrange', '+publish', '+subscribe'],
     ]);
     const rules = aclRules('p:', ['client|maint_notifications']);
     expect(rules).toContain('+client|setinfo');
@@ -277,7 +277,7 @@ describe('RedisAcl against redis-server', () => {
       // Chat: history and the per-user rate limit.
       const message: ChatMessage = { id: 'm1', name: 'Ann', role: 'viewer', text: 'hi', ts: 1 };
       await s1.addMessage(message, { size: 50, bytes: 65536 });
-      expect(await s2.history()).toEqual([message]);
+      expect(await s2.history()).toEqual({ messages: [{ ...message, seq: 1 }], seq: 1 });
       expect(await s2.takeChatToken('v1', 1)).toBe(true);
       expect(await s1.takeChatToken('v1', 1)).toBe(false);
 
