@@ -68,9 +68,9 @@ describe('the StreamRoom CRD on a real API server', () => {
     expect(r.stderr).toContain(expected);
   });
 
-  it('shows Phase, Ready, URL and Age in kubectl get, by its short name too', async () => {
+  it('shows Phase, Ready, Live, Viewers, URL and Age in kubectl get, by its short name too', async () => {
     const out = await cluster.kubectl(['get', 'room', '-n', 'default']);
-    expect(out.split('\n')[0]).toMatch(/^NAME\s+PHASE\s+READY\s+URL\s+AGE$/);
+    expect(out.split('\n')[0]).toMatch(/^NAME\s+PHASE\s+READY\s+LIVE\s+VIEWERS\s+URL\s+AGE$/);
     expect(out).toMatch(/^basic\s/m);
   });
 
