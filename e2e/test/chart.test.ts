@@ -228,6 +228,8 @@ describe('the Helm chart', () => {
       STREAMROOM_LOG_LEVEL: 'debug',
       STREAMROOM_NODE_ADDRESS: '203.0.113.7',
       STREAMROOM_HEALTH_ADDRESS: '0.0.0.0:8081',
+      STREAMROOM_WAKER_LISTEN: '0.0.0.0:8082',
+      STREAMROOM_MAX_WAKING: '20',
       NODE_OPTIONS: '--max-old-space-size=128',
     });
     // The env the chart sets is exactly what the operator's own config parser accepts.
@@ -239,9 +241,15 @@ describe('the Helm chart', () => {
       kubeApiQps: 200,
       kubeApiBurst: 400,
       leaderElection: { namespace: RELEASE_NS, leaseName: 'streamroom-operator' },
+      wakerListen: '0.0.0.0:8082',
+      maxWaking: 20,
     });
     expect(container.env.find((e: Obj) => e.name === 'POD_NAMESPACE').valueFrom).toEqual({
       fieldRef: { fieldPath: 'metadata.namespace' },
+    });
+    // sleeping rooms' Services point at the leader's own pod address
+    expect(container.env.find((e: Obj) => e.name === 'STREAMROOM_WAKER_ADDRESS').valueFrom).toEqual({
+      fieldRef: { fieldPath: 'status.podIP' },
     });
     expect(container.resources.limits.memory).toBe('512Mi');
     expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
@@ -257,7 +265,10 @@ describe('the Helm chart', () => {
       readOnlyRootFilesystem: true,
       capabilities: { drop: ['ALL'] },
     });
-    expect(container.ports).toEqual([{ name: 'metrics', containerPort: 8081, protocol: 'TCP' }]);
+    expect(container.ports).toEqual([
+      { name: 'metrics', containerPort: 8081, protocol: 'TCP' },
+      { name: 'waker', containerPort: 8082, protocol: 'TCP' },
+    ]);
     expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     // the dashboard ConfigMap carries the chart's dashboard as it is
@@ -376,13 +387,14 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
       ['get', 'secrets', '-n', 'rbac-check'],
       ['create', 'events', '-n', 'rbac-check'],
       ['watch', 'endpointslices.discovery.k8s.io', '-n', 'rbac-check'],
+      ['delete', 'endpointslices.discovery.k8s.io', '-n', 'rbac-check'],
       ['list', 'nodes'],
       ['create', 'leases.coordination.k8s.io', '-n', RELEASE_NS],
       ['update', 'leases.coordination.k8s.io/streamroom-operator', '-n', RELEASE_NS],
     ];
     const no = [
       ['list', 'pods', '-n', 'rbac-check'],
-      ['get', 'endpointslices.discovery.k8s.io', '-n', 'rbac-check'],
+      ['update', 'endpointslices.discovery.k8s.io', '-n', 'rbac-check'],
       ['delete', 'namespaces'],
       ['create', 'streamrooms.streamroom.dev', '-n', 'rbac-check'],
       ['patch', 'streamrooms.streamroom.dev', '-n', 'rbac-check'],
@@ -561,5 +573,38 @@ describe('the GitOps example and its Argo CD health check', () => {
       status: 'Progressing',
       message: 'Phase Pending',
     });
+  });
+
+  it('says Healthy for a hibernating room (asleep because nobody came; its URL wakes it)', async () => {
+    const base = {
+      apiVersion: 'streamroom.dev/v1alpha1',
+      kind: 'StreamRoom',
+      metadata: { name: 'x', namespace: 'rooms', generation: 2 },
+    };
+    const msg = 'Nobody was in the room for 600 s: it sleeps (no pods); its URL wakes it.';
+    const cond = (type: string, status: string) => ({
+      type,
+      status,
+      reason: 'Hibernating',
+      message: msg,
+      observedGeneration: 2,
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+    });
+    const hibernating = {
+      ...base,
+      status: {
+        phase: 'Hibernating',
+        observedGeneration: 2,
+        hibernatedAt: '2026-01-01T00:00:00Z',
+        conditions: [cond('Ready', 'False'), cond('Degraded', 'False')],
+      },
+    };
+    expect(await health(hibernating)).toEqual({ status: 'Healthy', message: msg });
+    // a hibernating room that is also degraded is not healthy
+    const degraded = {
+      ...hibernating,
+      status: { ...hibernating.status, conditions: [cond('Ready', 'False'), cond('Degraded', 'True')] },
+    };
+    expect((await health(degraded)).status).toBe('Degraded');
   });
 });

@@ -3,6 +3,7 @@
 -- (see argocd/argocd-cm.yaml). Written for Lua 5.1 (Argo CD runs gopher-lua).
 --
 --   status.phase Suspended                                      -> Suspended
+--   status.phase Hibernating (asleep: nobody came; its URL wakes it) -> Healthy
 --   status.phase Failed, or condition Degraded True             -> Degraded (the condition's message)
 --   condition Ready True for the current metadata.generation    -> Healthy
 --   anything else                                               -> Progressing (with a message)
@@ -33,6 +34,13 @@ local phase = obj.status.phase
 if phase == "Suspended" then
   hs.status = "Suspended"
   hs.message = (ready ~= nil and ready.message) or "The room is suspended"
+  return hs
+end
+
+-- A hibernating room is as it should be: it sleeps because nobody came, and wakes on its URL.
+if phase == "Hibernating" and (degraded == nil or degraded.status ~= "True") then
+  hs.status = "Healthy"
+  hs.message = (ready ~= nil and ready.message) or "The room hibernates; its URL wakes it"
   return hs
 end
 

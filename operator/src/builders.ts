@@ -5,6 +5,7 @@ import type {
   V1NetworkPolicyEgressRule,
   KubernetesObject,
   V1Deployment,
+  V1EndpointSlice,
   V1EnvVar,
   V1Ingress,
   V1OwnerReference,
@@ -62,6 +63,22 @@ export interface BuildOptions {
   redisImage?: string;
   /** A Redis every multi-replica room shares (with a key prefix of its own) instead of running its own. */
   sharedRedisUrl?: string;
+  /**
+   * spec.hibernation: `asleep` runs no pods, no autoscaler and no Redis of its own; `waker` (while
+   * asleep and until a woken room has a ready pod) points the room's Service at the operator's waker.
+   */
+  hibernation?: { asleep: boolean; waker?: Waker };
+}
+
+/** Where the operator's waker answers (its pod's address and port). */
+export interface Waker {
+  address: string;
+  port: number;
+}
+
+/** The EndpointSlice that points a sleeping room's Service at the waker (`<room>-waker`). */
+export function wakerSliceName(roomName: string): string {
+  return `${roomName}-waker`;
 }
 
 /**
@@ -385,6 +402,7 @@ export function buildDeployment(
   backplane: Backplane,
   media: MediaPlan,
   trustedProxies: string[] = [],
+  asleep = false,
 ): V1Deployment {
   const labels = roomLabels(room, spec.image);
   const deployment: V1Deployment = {
@@ -392,8 +410,9 @@ export function buildDeployment(
     kind: 'Deployment',
     metadata: childMeta(room, room.metadata.name, spec.image),
     spec: {
-      // Without suspend the HPA owns the replica count, so it is left out of what the operator applies.
-      ...(spec.suspend ? { replicas: 0 } : {}),
+      // Without suspend (or hibernation) the HPA owns the replica count, so it is left out of what the
+      // operator applies.
+      ...(spec.suspend || asleep ? { replicas: 0 } : {}),
       selector: { matchLabels: selectorLabels(room) },
       // A new pod normally starts before an old one stops. With HostPort a new pod needs the old one's
       // port: on a node without a free one it waits, so one old pod may stop first (a brief gap).
@@ -694,8 +713,46 @@ export function buildKeysSecret(
   };
 }
 
+/**
+ * The room Service's extra endpoint while the room sleeps: the operator's waker. The Service keeps
+ * its selector (no pod matches while the room sleeps, so the EndpointSlice controller's own slice is
+ * empty); kube-proxy routes to every slice labelled with the Service's name, so traffic to the URL
+ * reaches the waker, and the room's pods again once this slice is deleted.
+ */
+export function buildWakerSlice(room: StreamRoom, spec: ResolvedSpec, waker: Waker): V1EndpointSlice {
+  const meta = childMeta(room, wakerSliceName(room.metadata.name), spec.image);
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: {
+      ...meta,
+      labels: {
+        ...meta.labels,
+        [SERVICE_NAME_LABEL]: room.metadata.name,
+        [SLICE_MANAGED_BY_LABEL]: MANAGED_BY,
+      },
+    },
+    addressType: waker.address.includes(':') ? 'IPv6' : 'IPv4',
+    endpoints: [{ addresses: [waker.address], conditions: { ready: true } }],
+    // the Service's port name, and where the waker listens
+    ports: [{ name: 'http', port: waker.port, protocol: 'TCP' }],
+  };
+}
+
+/** The label that ties an EndpointSlice to its Service (kube-proxy reads slices by it). */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** Who manages an EndpointSlice; the EndpointSlice controller leaves slices of other managers alone. */
+export const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
+export const SLICE_CONTROLLER = 'endpointslice-controller.k8s.io';
+
 export type ChildKind =
-  'Secret' | 'Deployment' | 'Service' | 'HorizontalPodAutoscaler' | 'Ingress' | 'NetworkPolicy';
+  | 'Secret'
+  | 'Deployment'
+  | 'Service'
+  | 'HorizontalPodAutoscaler'
+  | 'Ingress'
+  | 'NetworkPolicy'
+  | 'EndpointSlice';
 
 /** Every kind of child a room can own, in the order they are applied. */
 export const CHILD_KINDS: readonly ChildKind[] = [
@@ -705,6 +762,7 @@ export const CHILD_KINDS: readonly ChildKind[] = [
   'Service',
   'HorizontalPodAutoscaler',
   'Ingress',
+  'EndpointSlice',
 ];
 
 export interface DesiredChildren {
@@ -732,20 +790,29 @@ export function desiredChildren(
     buildKeysSecret(room, spec, backplane, existingSecret, generateKey, media),
   ];
   const absent: DesiredChildren['absent'] = [];
+  const asleep = options.hibernation?.asleep ?? false;
   // the fence first, so that no pod of the room ever runs without it
   const policies = buildNetworkPolicies(room, spec, backplane, media, options);
+  // a sleeping room gives back its own Redis (and that Redis' fence)
+  if (asleep && policies.length > 1) policies.length = 1;
   apply.unshift(...policies);
   if (policies.length === 1) absent.push({ kind: 'NetworkPolicy', name: redisName(name) });
-  if (backplane.mode === 'dedicated') {
+  if (backplane.mode === 'dedicated' && !asleep) {
     const image = options.redisImage ?? DEFAULT_REDIS_IMAGE;
     apply.push(buildRedisDeployment(room, spec, image), buildRedisService(room, image));
   } else {
     absent.push({ kind: 'Deployment', name: redisName(name) }, { kind: 'Service', name: redisName(name) });
   }
-  apply.push(buildDeployment(room, spec, backplane, media, options.trustedProxies), buildService(room, spec));
-  if (spec.suspend) absent.push({ kind: 'HorizontalPodAutoscaler', name });
+  apply.push(
+    buildDeployment(room, spec, backplane, media, options.trustedProxies, asleep),
+    buildService(room, spec),
+  );
+  if (spec.suspend || asleep) absent.push({ kind: 'HorizontalPodAutoscaler', name });
   else apply.push(buildHpa(room, spec));
   if (spec.expose.type === 'Ingress') apply.push(buildIngress(room, spec));
   else absent.push({ kind: 'Ingress', name });
+  const waker = options.hibernation?.waker;
+  if (waker && !spec.suspend) apply.push(buildWakerSlice(room, spec, waker));
+  else absent.push({ kind: 'EndpointSlice', name: wakerSliceName(name) });
   return { spec, backplane, media, apply, absent };
 }

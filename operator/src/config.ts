@@ -54,6 +54,12 @@ export interface OperatorConfig {
    * (simulated rooms on kwok, whose pods run nothing).
    */
   liveUrlTemplate?: string;
+  /** host:port the waker listens on (sleeping rooms' URLs reach it); empty: no waker. */
+  wakerListen: string;
+  /** The address of this operator's pod, put in sleeping rooms' waker EndpointSlices. */
+  wakerAddress?: string;
+  /** Rooms waking at once, at most (more wake requests are told to retry). */
+  maxWaking: number;
 }
 
 export const DEFAULT_ROOM_IMAGE = 'streamroom/room:0.1.0';
@@ -153,6 +159,18 @@ const FLAGS = {
     env: 'STREAMROOM_LIVE_URL_TEMPLATE',
     help: "tests only: ask http(s)://…{namespace}…{name}… instead of the rooms' pods",
   },
+  'waker-listen': {
+    env: 'STREAMROOM_WAKER_LISTEN',
+    help: "host:port of the waker, which sleeping rooms' URLs reach (the chart: 0.0.0.0:8082; default off: no room hibernates)",
+  },
+  'waker-address': {
+    env: 'STREAMROOM_WAKER_ADDRESS',
+    help: "this pod's IP (the chart sets it from status.podIP): sleeping rooms' Services point at it",
+  },
+  'max-waking': {
+    env: 'STREAMROOM_MAX_WAKING',
+    help: 'rooms waking at once, at most; further wake requests are told to retry (20)',
+  },
   kubeconfig: {
     env: 'KUBECONFIG',
     help: 'kubeconfig path (default: $KUBECONFIG, ~/.kube/config or in-cluster)',
@@ -247,8 +265,15 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   if (liveUrlTemplate && !/^https?:\/\/\S+$/.test(liveUrlTemplate)) {
     throw new Error(`--live-url-template must be an http(s) URL, got "${liveUrlTemplate}"`);
   }
+  const wakerAddress = get('waker-address');
+  if (wakerAddress && !/^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/.test(wakerAddress)) {
+    throw new Error(`--waker-address must be an IP address, got "${wakerAddress}"`);
+  }
   return {
     defaultImage: get('default-image') || DEFAULT_ROOM_IMAGE,
+    wakerListen: get('waker-listen') ?? '',
+    ...(wakerAddress ? { wakerAddress } : {}),
+    maxWaking: integer('max-waking', get('max-waking') ?? '20', 1, 10_000),
     livePollSeconds: integer('live-poll-interval', get('live-poll-interval') ?? '10', 0, 3600),
     liveStatusSeconds: integer('live-status-interval', get('live-status-interval') ?? '15', 1, 3600),
     ...(liveUrlTemplate ? { liveUrlTemplate } : {}),

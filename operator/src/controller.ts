@@ -23,11 +23,15 @@ import {
   REDIS_PASSWORD_KEY,
   redisName,
   ROOM_METRICS_PORT,
+  SERVICE_NAME_LABEL,
+  SLICE_CONTROLLER,
+  SLICE_MANAGED_BY_LABEL,
   type BuildOptions,
   type ChildKind,
   type MediaPlan,
+  type Waker,
 } from './builders.js';
-import { resolveSpec } from './defaults.js';
+import { resolveSpec, type ResolvedSpec } from './defaults.js';
 import { hostRefusal, imageRefusal } from './policy.js';
 import { choosePort, portHolders } from './ports.js';
 import type { OperatorConfig } from './config.js';
@@ -36,7 +40,8 @@ import { ResilientInformer, type InformerHealth } from './informer.js';
 import { collectionPath, statusCode, type ControllerApi, type KindInfo } from './kube.js';
 import { errorMessage, type Logger } from './log.js';
 import { canonical, computeStatus, statusChanged, type ObservedState } from './status.js';
-import { LivePoller, type LiveRoom } from './live.js';
+import { LivePoller, statusTime, type LiveFacts, type LiveRoom } from './live.js';
+import { lookupHost, roomHosts, type WakeState } from './waker.js';
 import { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './workqueue.js';
 import { API_VERSION, KIND, PLURAL, roomKey, type StreamRoom } from './types.js';
@@ -53,16 +58,10 @@ const CHILDREN: Record<ChildKind, KindInfo> = {
   },
   Ingress: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', plural: 'ingresses' },
   NetworkPolicy: { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', plural: 'networkpolicies' },
+  // the waker's slice of a sleeping room; and (they carry the Service's labels) the EndpointSlice
+  // controller's slices of the rooms' Services: where a room's ready pods are, for its /live
+  EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', plural: 'endpointslices' },
 };
-/** The rooms' Services' endpoints (they carry the Service's labels): where a room's ready pods are. */
-const ENDPOINT_SLICES: KindInfo = {
-  apiVersion: 'discovery.k8s.io/v1',
-  kind: 'EndpointSlice',
-  plural: 'endpointslices',
-};
-const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
-const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
-const SLICE_CONTROLLER = 'endpointslice-controller.k8s.io';
 
 /** A reconcile failure with a reason for the room's conditions. */
 export class ReconcileError extends Error {
@@ -220,6 +219,8 @@ function ownedBy(obj: KubernetesObject, room: StreamRoom): boolean {
 export interface ControllerStats {
   reconciles: number;
   reconcileErrors: number;
+  /** Rooms woken up by visitors (the waker). */
+  wakes: number;
 }
 
 /** Rooms' users on the shared Redis (redis-acl.ts), when rooms share one. */
@@ -231,6 +232,9 @@ export interface RoomAcl {
 
 /** How long a room may be on its way (Pending, Provisioning) before its status says so. */
 export const STATUS_SETTLE_MS = 5000;
+
+/** A woken room whose pods are not ready after this long gets no more waker (it is awake anyway). */
+export const WAKE_TIMEOUT_MS = 5 * 60_000;
 
 /** Secrets a room may name in iceServers[].credentialSecretRef carry this label (and are not a room's keys). */
 export const ROOM_CREDENTIAL_LABEL = 'streamroom.dev/room-credential';
@@ -249,16 +253,23 @@ export interface ControllerDeps {
 export class Controller {
   readonly kube: ControllerApi;
   readonly queue: WorkQueue;
-  readonly stats: ControllerStats = { reconciles: 0, reconcileErrors: 0 };
+  readonly stats: ControllerStats = { reconciles: 0, reconcileErrors: 0, wakes: 0 };
   readonly metrics: OperatorMetrics;
   /** Whether this operator holds the lease (always, without leader election). */
   private leader = true;
   private readonly rooms: Cache<StreamRoom>;
   private readonly children: Record<ChildKind, Cache<KubernetesObject>>;
-  /** Where rooms' ready pods are (for their /live), unless --live-url-template stands in. */
-  private readonly endpointSlices: Cache<V1EndpointSlice> | undefined;
   /** Ready pod addresses by room key, rebuilt when the slices changed. */
   private podAddresses: Map<string, string[]> | undefined;
+  /** Rooms a visitor asked to wake (the waker), and when; until a pod of theirs is ready. */
+  private readonly wakes = new Map<string, number>();
+  /** Rooms found idle for their spec.hibernation.idleAfterSeconds, until their status says so. */
+  private readonly sleeps = new Set<string>();
+  /** Where the waker answers (its pod's address and port), once it listens. */
+  private waker: Waker | undefined;
+  /** The waker's index: hosts of rooms that can hibernate -> room key; rebuilt when rooms change. */
+  private hostIndex: Map<string, string> | undefined;
+  private warnedNoWaker = false;
   /** status.live, viewers, lastActivityTime (live.ts); absent with --live-poll-interval 0. */
   readonly live: LivePoller | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -306,12 +317,9 @@ export class Controller {
     this.children = Object.fromEntries(
       CHILD_KINDS.map((k) => [k, deps.caches(CHILDREN[k], selector)]),
     ) as Record<ChildKind, Cache<KubernetesObject>>;
+    const dirty = () => (this.podAddresses = undefined);
+    (['add', 'update', 'delete'] as const).forEach((v) => this.children.EndpointSlice.on(v, dirty));
     if (config.livePollSeconds > 0) {
-      if (!config.liveUrlTemplate) {
-        this.endpointSlices = deps.caches<V1EndpointSlice>(ENDPOINT_SLICES, selector);
-        const dirty = () => (this.podAddresses = undefined);
-        (['add', 'update', 'delete'] as const).forEach((v) => this.endpointSlices?.on(v, dirty));
-      }
       this.live = new LivePoller(
         {
           keys: () => this.rooms.list().map(roomKey),
@@ -323,6 +331,7 @@ export class Controller {
               fields,
             );
           },
+          observed: (key, facts) => this.noteFacts(key, facts),
           log: this.log,
         },
         { pollSeconds: config.livePollSeconds, minWriteSeconds: config.liveStatusSeconds },
@@ -350,12 +359,16 @@ export class Controller {
     });
 
     const enqueueRoom = (room: StreamRoom) => {
+      this.hostIndex = undefined;
       this.recentWrites.get(roomKey(room))?.delete('status');
       this.queue.add(roomKey(room));
     };
     this.rooms.on('add', enqueueRoom);
     this.rooms.on('update', enqueueRoom);
     this.rooms.on('delete', (room) => {
+      this.hostIndex = undefined;
+      this.wakes.delete(roomKey(room));
+      this.sleeps.delete(roomKey(room));
       this.aclApplied.delete(roomKey(room));
       this.progressSince.delete(roomKey(room));
       this.lastWarning.delete(roomKey(room));
@@ -416,11 +429,111 @@ export class Controller {
   }
 
   private get caches(): Cache<KubernetesObject>[] {
-    return [
-      this.rooms,
-      ...Object.values(this.children),
-      ...(this.endpointSlices ? [this.endpointSlices as Cache<KubernetesObject>] : []),
-    ];
+    return [this.rooms, ...Object.values(this.children)];
+  }
+
+  /** The waker listens at this address and port: sleeping rooms' Services point there. */
+  setWaker(waker: Waker): void {
+    this.waker = waker;
+    this.resync();
+  }
+
+  /** Whether this operator wakes rooms (it leads, and its workers run). */
+  get leading(): boolean {
+    return this.leader && this.started && !this.stopping;
+  }
+
+  /**
+   * What the room's children are while it may hibernate: asleep once it was found idle (until a
+   * visitor wakes it), with the waker's slice while asleep and until a woken room has a ready pod.
+   */
+  private hibernationPlan(room: StreamRoom, spec: ResolvedSpec): { asleep: boolean; waker?: Waker } {
+    const key = roomKey(room);
+    if (!spec.idleAfterSeconds || spec.suspend) {
+      this.wakes.delete(key);
+      this.sleeps.delete(key);
+      return { asleep: false };
+    }
+    const wokenAt = this.wakes.get(key);
+    if (wokenAt !== undefined) {
+      const d = this.children.Deployment.get(room.metadata.name, room.metadata.namespace) as
+        V1Deployment | undefined;
+      const ready = !!d && ownedBy(d, room) && (d.status?.readyReplicas ?? 0) > 0 && d.spec?.replicas !== 0;
+      // up (its own pods serve the URL again), or given up on after WAKE_TIMEOUT_MS
+      // (and the status no longer says it sleeps, once the cache has the write that said so)
+      if ((ready && !room.status?.hibernatedAt) || Date.now() - wokenAt > WAKE_TIMEOUT_MS)
+        this.wakes.delete(key);
+    }
+    const waking = this.wakes.has(key);
+    const asleep = !waking && (this.sleeps.has(key) || !!room.status?.hibernatedAt);
+    return { asleep, ...((asleep || waking) && this.waker ? { waker: this.waker } : {}) };
+  }
+
+  /** After every poll of a room's /live: a room nobody was in for idleAfterSeconds goes to sleep. */
+  private noteFacts(key: string, facts: LiveFacts): void {
+    const slash = key.indexOf('/');
+    const room = this.rooms.get(key.slice(slash + 1), key.slice(0, slash));
+    const idleAfter = room?.spec.hibernation?.idleAfterSeconds;
+    if (!room || !idleAfter || room.spec.suspend || room.status?.phase !== 'Ready') return;
+    if (room.status.hibernatedAt || this.wakes.has(key) || this.sleeps.has(key)) return;
+    if (facts.live || facts.viewers > 0) return;
+    const idleMs = Date.now() - Date.parse(facts.lastActivityTime);
+    if (!(idleMs >= idleAfter * 1000)) return;
+    if (!this.waker) {
+      // without a waker a sleeping room's URL would not answer: it stays up
+      if (!this.warnedNoWaker)
+        this.log.warn('rooms ask to hibernate, but the waker is off (--waker-listen, --waker-address)', {
+          room: key,
+        });
+      this.warnedNoWaker = true;
+      return;
+    }
+    this.log.info('room idle: hibernating', { room: key, idleSeconds: Math.round(idleMs / 1000) });
+    this.sleeps.add(key);
+    this.queue.add(key);
+  }
+
+  /** The waker asks to wake a room: one wake per room at a time, at most --max-waking at once. */
+  wake(key: string): WakeState {
+    const slash = key.indexOf('/');
+    const room = this.rooms.get(key.slice(slash + 1), key.slice(0, slash));
+    if (!room) return 'ready';
+    if (room.spec.suspend) return 'suspended';
+    if (this.wakes.has(key)) return 'waking';
+    const asleep = this.sleeps.has(key) || !!room.status?.hibernatedAt;
+    if (!asleep) return room.status?.phase === 'Ready' ? 'ready' : 'waking';
+    if (this.wakes.size >= this.config.maxWaking) return 'busy';
+    this.log.info('waking room', { room: key });
+    this.stats.wakes++;
+    this.sleeps.delete(key);
+    this.wakes.set(key, Date.now());
+    this.queue.add(key);
+    return 'waking';
+  }
+
+  /** The room (key) a visitor's Host header names, among rooms that can hibernate. */
+  roomForHost(host: string): string | undefined {
+    if (!this.hostIndex) {
+      const index = new Map<string, string>();
+      for (const room of this.rooms.list()) {
+        if (!room.spec.hibernation?.idleAfterSeconds) continue;
+        const service = this.children.Service.get(room.metadata.name, room.metadata.namespace) as
+          V1Service | undefined;
+        const hosts = roomHosts({
+          name: room.metadata.name,
+          namespace: room.metadata.namespace,
+          ...(room.status?.url ? { url: room.status.url } : {}),
+          exposeType: room.spec.expose?.type ?? 'ClusterIP',
+          port: room.spec.expose?.port ?? 80,
+          ...(service?.spec?.ports?.[0]?.nodePort ? { nodePort: service.spec.ports[0].nodePort } : {}),
+          ...(room.spec.expose?.host ? { ingressHost: room.spec.expose.host } : {}),
+          clusterDomain: this.config.clusterDomain,
+        });
+        for (const h of hosts) if (!index.has(h)) index.set(h, roomKey(room));
+      }
+      this.hostIndex = index;
+    }
+    return lookupHost(this.hostIndex, host);
   }
 
   /** A room as the live poller sees it: its status, whether it serves, and where to ask. */
@@ -459,8 +572,8 @@ export class Controller {
   private readyPods(): Map<string, string[]> {
     if (this.podAddresses) return this.podAddresses;
     const byRoom = new Map<string, string[]>();
-    for (const slice of this.endpointSlices?.list() ?? []) {
-      // the EndpointSlice controller's (the room's pods)
+    for (const slice of this.children.EndpointSlice.list() as V1EndpointSlice[]) {
+      // the EndpointSlice controller's (the room's pods), not the waker's
       if (slice.metadata?.labels?.[SLICE_MANAGED_BY_LABEL] !== SLICE_CONTROLLER) continue;
       const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
       if (!service) continue;
@@ -559,6 +672,7 @@ export class Controller {
     let spec;
     let backplane;
     let media: MediaPlan | undefined;
+    let hibernation: { asleep: boolean; waker?: Waker } | undefined;
     const observed: { Deployment?: V1Deployment; Service?: V1Service; redis?: V1Deployment } = {};
     try {
       // The keys are read from the API when the cache lacks the Secret (a cache may lag behind): keys
@@ -581,6 +695,8 @@ export class Controller {
       this.checkPolicy(room, spec);
       await this.checkCredentials(room, spec);
       options.media = this.mediaInputs(room, spec);
+      hibernation = this.hibernationPlan(room, spec);
+      options.hibernation = hibernation;
       const existingSecret = (await this.ownedChild(room, 'Secret', secretRef)) as V1Secret | undefined;
       const desired = desiredChildren(room, options, existingSecret, () =>
         randomBytes(24).toString('base64url'),
@@ -649,7 +765,10 @@ export class Controller {
         media,
         ...observed,
         ...(nodeAddress ? { nodeAddress } : {}),
+        ...(hibernation?.asleep ? { hibernatedAt: room.status?.hibernatedAt ?? statusTime(Date.now()) } : {}),
       });
+      // the status now says it (or the cache will): the decision lives there from now on
+      this.sleeps.delete(key);
       this.lastWarning.delete(key);
     } catch (err) {
       if (statusCode(err) === 409) {
@@ -664,9 +783,14 @@ export class Controller {
       const message = errorMessage(err);
       await this.record(room, 'Warning', reason, message, true);
       if (spec && backplane) {
-        await this.writeStatus(room, { spec, backplane, ...observed, error: { reason, message } }).catch(
-          (e: unknown) => log.warn('could not write status', { room: key, error: errorMessage(e) }),
-        );
+        const hibernatedAt = hibernation?.asleep ? room.status?.hibernatedAt : undefined;
+        await this.writeStatus(room, {
+          spec,
+          backplane,
+          ...observed,
+          ...(hibernatedAt ? { hibernatedAt } : {}),
+          error: { reason, message },
+        }).catch((e: unknown) => log.warn('could not write status', { room: key, error: errorMessage(e) }));
       }
       throw err;
     }
@@ -851,10 +975,12 @@ export class Controller {
       Service?: V1Service;
       redis?: V1Deployment;
       nodeAddress?: string;
+      hibernatedAt?: string;
       error?: { reason: string; message: string };
     },
   ): Promise<void> {
     const status = computeStatus({
+      ...(s.hibernatedAt ? { hibernatedAt: s.hibernatedAt } : {}),
       room,
       spec: s.spec,
       backplane: s.backplane,
@@ -900,7 +1026,7 @@ export class Controller {
     this.remember(roomKey(room), 'status', room, content);
     if (status.phase !== room.status?.phase) {
       this.log.info('phase changed', { room: roomKey(room), from: room.status?.phase, to: status.phase });
-      if (status.phase === 'Ready' || status.phase === 'Suspended') {
+      if (status.phase === 'Ready' || status.phase === 'Suspended' || status.phase === 'Hibernating') {
         const ready = status.conditions?.find((c) => c.type === 'Ready');
         await this.record(room, 'Normal', status.phase, ready?.message ?? status.phase);
       } else if (status.phase === 'Degraded') {

@@ -26,6 +26,8 @@ export interface ResolvedSpec {
   maxViewers: number;
   iceServers: IceServerSpec[];
   suspend: boolean;
+  /** Seconds without anybody in the room before it hibernates; undefined: never. */
+  idleAfterSeconds: number | undefined;
 }
 
 export const DEFAULTS = {
@@ -101,5 +103,6 @@ export function resolveSpec(
     maxViewers: s.maxViewers ?? DEFAULTS.maxViewers[mode],
     iceServers: s.iceServers ?? [],
     suspend: s.suspend ?? DEFAULTS.suspend,
+    idleAfterSeconds: s.hibernation?.idleAfterSeconds,
   };
 }

@@ -7,6 +7,7 @@ import { KubeClient } from './kube.js';
 import { KubeLeaseApi, LeaderElector } from './leader.js';
 import { RedisAcl } from './redis-acl.js';
 import { serveHealth } from './health.js';
+import { serveWaker } from './waker.js';
 import { createLogger, type Logger } from './log.js';
 
 export { loadConfig, type OperatorConfig } from './config.js';
@@ -19,6 +20,8 @@ export interface RunningOperator {
   controller: Controller;
   /** Base URL of the health and metrics endpoint, when it is served. */
   healthUrl?: string;
+  /** Base URL of the waker, when it is served. */
+  wakerUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -58,6 +61,16 @@ export async function startOperator(
   if (config.healthAddress) {
     ({ server, url: healthUrl } = await serveHealth(controller, config.healthAddress));
   }
+  let waker: Server | undefined;
+  let wakerUrl: string | undefined;
+  if (config.wakerListen) {
+    const served = await serveWaker(controller, config.wakerListen);
+    waker = served.server;
+    const host = config.wakerListen.slice(0, config.wakerListen.lastIndexOf(':')) || '127.0.0.1';
+    wakerUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${served.port}`;
+    if (config.wakerAddress) controller.setWaker({ address: config.wakerAddress, port: served.port });
+    else log.warn('the waker listens but --waker-address is not set: no room hibernates');
+  }
   let elector: LeaderElector | undefined;
   if (config.leaderElection) {
     const { namespace, leaseName } = config.leaderElection;
@@ -87,8 +100,11 @@ export async function startOperator(
   return {
     controller,
     ...(healthUrl ? { healthUrl } : {}),
+    ...(wakerUrl ? { wakerUrl } : {}),
     async stop() {
       server?.close();
+      waker?.close();
+      waker?.closeAllConnections();
       // The workers drain while this replica still holds the Lease; then it is released at once.
       await controller.stop();
       await elector?.stop({ release: true });

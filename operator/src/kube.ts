@@ -58,6 +58,7 @@ const CLEARED_STATUS: Record<keyof Required<Omit<StreamRoomStatus, LiveField>>, 
   observedGeneration: null,
   conditions: null,
   media: null,
+  hibernatedAt: null,
 };
 
 function withoutUndefined<T extends object>(o: T): Partial<T> {

@@ -25,6 +25,8 @@ export interface ObservedState {
   clusterDomain: string;
   /** SFU rooms: how browsers reach the relays, and the HostPort room's port. */
   media?: { network: MediaNetwork; port?: number };
+  /** spec.hibernation: since when the room sleeps (it runs no pods, its URL reaches the waker). */
+  hibernatedAt?: string;
   /** Set when the last reconcile failed: a CamelCase reason and a human message. */
   error?: { reason: string; message: string };
   keysSecretName: string;
@@ -119,6 +121,19 @@ function assess(
       },
     };
   }
+  if (s.hibernatedAt) {
+    const msg = `Nobody was in the room for ${s.spec.idleAfterSeconds ?? 0} s: it sleeps (no pods, no autoscaler, no Redis of its own); its URL wakes it.`;
+    return {
+      phase: 'Hibernating',
+      conditions: {
+        Ready: F('Hibernating', msg),
+        Available: F('Hibernating', msg),
+        Progressing:
+          ready > 0 ? T('ScalingDown', `Putting the room to sleep: ${counts}`) : F('Hibernating', msg),
+        Degraded: F('Hibernating', msg),
+      },
+    };
+  }
   if (!d?.status) {
     const msg = 'Waiting for the room Deployment to be created and observed.';
     return {
@@ -203,7 +218,9 @@ function assess(
 }
 
 /** Whether the room's replicas can share chat, presence and signaling. */
-export function backplaneCondition(s: Pick<ObservedState, 'backplane' | 'redis' | 'spec'>): Cond {
+export function backplaneCondition(
+  s: Pick<ObservedState, 'backplane' | 'redis' | 'spec' | 'hibernatedAt'>,
+): Cond {
   switch (s.backplane) {
     case 'none':
       return T('NotNeeded', 'A room of at most one replica needs no backplane.');
@@ -214,6 +231,7 @@ export function backplaneCondition(s: Pick<ObservedState, 'backplane' | 'redis' 
       );
     case 'dedicated': {
       if (s.spec.suspend) return F('Suspended', 'The room is suspended; so is its Redis.');
+      if (s.hibernatedAt) return F('Hibernating', 'The room hibernates: its Redis is back when it wakes.');
       const available = s.redis?.status?.availableReplicas ?? 0;
       return available > 0
         ? T('RedisReady', "The room's own Redis is running.")
@@ -249,7 +267,8 @@ export function mergeConditions(
 
 export function computeStatus(s: ObservedState): StreamRoomStatus {
   const url = roomUrl(s);
-  const desired = s.spec.suspend ? 0 : (s.deployment?.spec?.replicas ?? s.spec.replicas.min);
+  const desired =
+    s.spec.suspend || s.hibernatedAt ? 0 : (s.deployment?.spec?.replicas ?? s.spec.replicas.min);
   const ready = s.deployment?.status?.readyReplicas ?? 0;
   const backplane = backplaneCondition(s);
   const { phase, conditions } = assess(s, url, desired, ready, backplane);
@@ -265,6 +284,7 @@ export function computeStatus(s: ObservedState): StreamRoomStatus {
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     conditions: mergeConditions(s.room.status?.conditions, all, generation, s.now),
     ...(s.media ? { media: s.media } : {}),
+    ...(s.hibernatedAt ? { hibernatedAt: s.hibernatedAt } : {}),
   };
 }
 

@@ -45,9 +45,12 @@ export interface StreamRoomSpec {
   maxViewers?: number;
   iceServers?: IceServerSpec[];
   suspend?: boolean;
+  /** Sleep when nobody came for idleAfterSeconds (unset: never). */
+  hibernation?: { idleAfterSeconds?: number };
 }
 
-export type Phase = 'Pending' | 'Provisioning' | 'Ready' | 'Degraded' | 'Suspended' | 'Failed';
+export type Phase =
+  'Pending' | 'Provisioning' | 'Ready' | 'Degraded' | 'Suspended' | 'Hibernating' | 'Failed';
 
 export interface StreamRoomStatus {
   phase?: Phase;
@@ -60,6 +63,8 @@ export interface StreamRoomStatus {
   conditions?: V1Condition[];
   /** SFU rooms: how browsers reach the relays, and (HostPort) the port the operator gave the room. */
   media?: { network: MediaNetwork; port?: number };
+  /** While the room hibernates: since when. */
+  hibernatedAt?: string;
   /** A broadcaster is on air (from the room's GET /live; written by the live poller, live.ts). */
   live?: boolean;
   /** Viewers in the room, across its replicas (live poller). */

@@ -400,6 +400,8 @@ describe('desiredChildren', () => {
     expect(d.absent).toEqual([
       { kind: 'HorizontalPodAutoscaler', name: 'demo' },
       { kind: 'Ingress', name: 'demo' },
+      // (a room that does not sleep has no waker slice)
+      { kind: 'EndpointSlice', name: 'demo-waker' },
     ]);
     const redis = d.apply.find(
       (o) => o.metadata?.name === 'demo-redis' && o.kind === 'Deployment',
@@ -415,7 +417,7 @@ describe('desiredChildren', () => {
       key,
     );
     expect(d.apply.map((o) => o.kind)).toContain('Ingress');
-    expect(d.absent).toEqual([]);
+    expect(d.absent).toEqual([{ kind: 'EndpointSlice', name: 'demo-waker' }]);
   });
 });
 

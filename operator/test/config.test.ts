@@ -21,6 +21,8 @@ describe('loadConfig', () => {
       trustedProxies: [],
       livePollSeconds: 10,
       liveStatusSeconds: 15,
+      wakerListen: '',
+      maxWaking: 20,
     });
   });
 
@@ -41,6 +43,18 @@ describe('loadConfig', () => {
     });
     expect(() => loadConfig(['--live-status-interval=0'], {})).toThrow(/live-status-interval/);
     expect(() => loadConfig(['--live-url-template=file:///etc/passwd'], {})).toThrow(/live-url-template/);
+  });
+
+  it('takes the waker: where it listens, the pod address sleeping rooms point at, how many wake at once', () => {
+    expect(
+      loadConfig([], {
+        STREAMROOM_WAKER_LISTEN: '0.0.0.0:8082',
+        STREAMROOM_WAKER_ADDRESS: '10.244.0.7',
+        STREAMROOM_MAX_WAKING: '5',
+      }),
+    ).toMatchObject({ wakerListen: '0.0.0.0:8082', wakerAddress: '10.244.0.7', maxWaking: 5 });
+    expect(() => loadConfig(['--waker-address=pod.example.com'], {})).toThrow(/waker-address/);
+    expect(() => loadConfig(['--max-waking=0'], {})).toThrow(/max-waking/);
   });
 
   it('takes the media network, the port range and the TURN gateway', () => {

@@ -103,10 +103,11 @@ The rules the operator needs in each namespace it watches, read from operator/sr
 - apiGroups: ['']
   resources: [events]
   verbs: [create]
-# where the rooms' ready pods are, to ask their /live (status.live, viewers, lastActivityTime)
+# where the rooms' ready pods are, to ask their /live (status.live, viewers, lastActivityTime); and a
+# hibernating room's slice <room>-waker, which points its Service at the waker
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
-  verbs: [list, watch]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 
 {{/* The TURN gateway's name, and the Secret holding its secret. */}}
