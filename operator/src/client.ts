@@ -111,7 +111,11 @@ function agentPool(): (agent: unknown) => unknown {
     const key = `${secure ? 'https' : 'http'}:${fingerprint.digest('hex')}`;
     let shared = pool.get(key);
     if (!shared) {
-      const options = { ...o, keepAlive: true, maxSockets: 64, maxFreeSockets: 16 };
+      // No socket limit (Node's default): concurrency is bounded by the workers and the rate limit. A
+      // request that waits at the agent is handed the socket of a response the moment it ends, and
+      // node-fetch 2 (under client-node) then fails that complete chunked response with "Premature
+      // close" (node-fetch issue #1767): with 64 sockets, reconciles of a busy fleet failed that way.
+      const options = { ...o, keepAlive: true, maxSockets: Infinity, maxFreeSockets: 16 };
       shared = secure ? new https.Agent(options) : new http.Agent(options);
       pool.set(key, shared);
     }

@@ -1,5 +1,8 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
-import { resourceOf, TokenBucket } from '../src/client.js';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { clientConfiguration, resourceOf, TokenBucket } from '../src/client.js';
 import { eventMessage, eventReason } from '../src/controller.js';
 
 describe('TokenBucket', () => {
@@ -71,4 +74,50 @@ describe('the Event of a reconcile', () => {
     expect(eventReason(changes.slice(2))).toBe('Updated');
     expect(eventReason(changes.slice(2, 3))).toBe('Deleted');
   });
+});
+
+describe('the shared keep-alive connections', () => {
+  // node-fetch 2 (under client-node) fails a complete chunked response with "Premature close" when the
+  // response's socket is handed straight to a request queued at the agent (node-fetch issue #1767); an
+  // agent with a socket limit below the operator's concurrency queued requests, and reconciles failed.
+  it('answer many concurrent requests, each response chunked, without a false "Premature close"', async () => {
+    const server = http.createServer((_req, res) => {
+      const body = JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'a' } });
+      res.setHeader('Content-Type', 'application/json');
+      // no Content-Length: chunked, in two pieces
+      setTimeout(() => {
+        res.write(body.slice(0, 20));
+        setTimeout(() => res.end(body.slice(20)), Math.random() * 3);
+      }, Math.random() * 3);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [
+          {
+            name: 'c',
+            server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+            skipTLSVerify: true,
+          },
+        ],
+        users: [{ name: 'u' }],
+        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+        currentContext: 'x',
+      });
+      const api = new CoreV1Api(clientConfiguration(kc, { qps: 1e6, burst: 1e6 }));
+      const failures: string[] = [];
+      for (let round = 0; round < 6; round++) {
+        await Promise.all(
+          Array.from({ length: 160 }, () =>
+            api.readNamespace({ name: 'a' }).catch((err: unknown) => void failures.push(String(err))),
+          ),
+        );
+      }
+      expect(failures.slice(0, 3)).toEqual([]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 60_000);
 });

@@ -122,7 +122,8 @@ interface RoomBackplane {
     presence(): Promise<{ viewers: number; broadcasterOnline: boolean; live: boolean }>;
     addMessage(message: ChatMessage, limits: { size: number; bytes: number }): Promise<void>;
     takeNewUserToken(address: string, perMinute: number): Promise<boolean>;
-    history(): Promise<ChatMessage[]>;
+    history(): Promise<{ messages: ChatMessage[]; seq: number }>;
+    publishChat(origin: string, messages: ChatMessage[]): Promise<void>;
     takeChatToken(userId: string, perMinute: number): Promise<boolean>;
     tick(sweep: boolean): Promise<{ readded: string[]; swept: string[] }>;
     release(): Promise<void>;
@@ -137,6 +138,7 @@ interface ChatMessage {
   role: 'broadcaster' | 'viewer';
   text: string;
   ts: number;
+  seq?: number;
 }
 type CreateBackplane = (
   config: { url: string; keyPrefix: string },
@@ -151,6 +153,21 @@ async function loadCreateBackplane(): Promise<CreateBackplane> {
   const specifier = ['..', '..', 'room-image', 'src', 'server', 'backplane.js'].join('/');
   const mod = (await import(specifier)) as { createBackplane: CreateBackplane };
   return mod.createBackplane;
+}
+
+/** The room server's chat relay between replicas (room-image/src/server/chat-relay.ts). */
+async function loadChatRelay() {
+  const dir = ['..', '..', 'room-image', 'src', 'server'].join('/');
+  const relay = (await import(`${dir}/chat-relay.js`)) as {
+    startChatRelay(options: {
+      url: string;
+      stream: string;
+      log: (level: string, msg: string, fields?: object) => void;
+      onBatch: (messages: unknown[]) => void;
+    }): { close(): Promise<void> };
+  };
+  const state = (await import(`${dir}/redis-state.js`)) as { chatStreamName(prefix: string): string };
+  return { startChatRelay: relay.startChatRelay, chatStreamName: state.chatStreamName };
 }
 
 /** One replica of a room: its backplane and a socket.io server on it, as server.ts wires them. */
@@ -278,6 +295,26 @@ describe('RedisAcl against redis-server', () => {
       const message: ChatMessage = { id: 'm1', name: 'Ann', role: 'viewer', text: 'hi', ts: 1 };
       await s1.addMessage(message, { size: 50, bytes: 65536 });
       expect(await s2.history()).toEqual({ messages: [{ ...message, seq: 1 }], seq: 1 });
+      // Chat between replicas: one stream entry per tick (XADD in a script), read by the others'
+      // relays (XREVRANGE to start, then a blocking XREAD), as server.ts wires them.
+      const received: unknown[] = [];
+      const chatRelay = await loadChatRelay();
+      const reader = chatRelay.startChatRelay({
+        url: url('a', 'password-of-a'),
+        stream: chatRelay.chatStreamName(prefix),
+        log: (level: string, msg: string, fields?: object) =>
+          two.logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
+        onBatch: (messages: unknown[]) => received.push(...messages),
+      });
+      try {
+        await until('a chat batch relayed from the other replica', async () => {
+          await s1.publishChat('replica-one', [{ ...message, seq: 1 }]);
+          return received.length > 0;
+        });
+      } finally {
+        await reader.close();
+      }
+      expect(received[0]).toMatchObject({ id: 'm1', text: 'hi' });
       expect(await s2.takeChatToken('v1', 1)).toBe(true);
       expect(await s1.takeChatToken('v1', 1)).toBe(false);
 
