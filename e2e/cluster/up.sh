@@ -23,6 +23,8 @@
 #                               capacity of each simulated node (default 32, 128Gi, 110)
 #   STREAMROOM_METRICS_SERVER=0 do not start metrics-server
 #   STREAMROOM_HPA_SYNC_PERIOD  kube-controller-manager --horizontal-pod-autoscaler-sync-period (5s)
+#   STREAMROOM_NODE_MONITOR_GRACE_PERIOD  kube-controller-manager --node-monitor-grace-period (its
+#                               default, 50s): how long a silent node stays Ready
 #   STREAMROOM_CONTROL_PLANE_QPS, STREAMROOM_CONTROL_PLANE_BURST: client rate limit of the
 #                               controller-manager and the scheduler (100, 100; "default": theirs)
 #   STREAMROOM_ADVERTISE_ADDRESS apiserver --advertise-address (default 127.0.0.1, see below)
@@ -422,6 +424,7 @@ if [[ "$APISERVER_ONLY" != 1 ]]; then
     --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --horizontal-pod-autoscaler-sync-period="${STREAMROOM_HPA_SYNC_PERIOD:-5s}" \
+    ${STREAMROOM_NODE_MONITOR_GRACE_PERIOD:+--node-monitor-grace-period="$STREAMROOM_NODE_MONITOR_GRACE_PERIOD"} \
     "${QPS_FLAGS[@]}" \
     --profiling=false \
     --v=1

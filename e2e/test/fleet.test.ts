@@ -4,8 +4,8 @@
 // ends converged: every room Ready, its children exactly what its spec asks for (by owner uid: nothing
 // orphaned, duplicated, missing or unowned), and then not one write by any replica for IDLE_SECONDS
 // (rest_client_requests_total by method). Each prints what it measured:
-// 1. 200 rooms created: the reduced benchmark row; no write while idle, none at all by the standby;
-// 2. the leader SIGKILLed while 200 rooms are being created: the standby's first write (failover time),
+// 1. 100 rooms created: the reduced benchmark row; no write while idle, none at all by the standby;
+// 2. the leader SIGKILLed while 100 rooms are being created: the standby's first write (failover time),
 //    then every room Ready with one set of children;
 // 3. watches expired: kube-apiserver crashes (SIGKILL), etcd moves on past every revision the
 //    informers hold and is compacted there, kube-apiserver starts again (its watch cache begins at the
@@ -17,8 +17,9 @@
 //    stop leading: leader election's rule, as client-go's), and the standby leads and reconciles within
 //    seconds of the API server's return (recovery times);
 // 5. the Deployments of 50 rooms deleted at once: all back, new, Ready (repair time).
-// The numbers also go to test-artifacts/fleet.json. FLEET_ROOMS changes the 200, FLEET_QPS the replicas'
-// client rate limit (50).
+// The numbers also go to test-artifacts/fleet.json. FLEET_ROOMS changes the 100 (on 2 cores, 100 keeps
+// the file near 6 minutes; `npm run bench:operator` measures 1,000), FLEET_QPS the replicas' client
+// rate limit (50).
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -38,7 +39,6 @@ import {
   createRooms,
   FleetWatch,
   fleetTable,
-  inParallel,
   kubeConfigOf,
   operatorRow,
   requestsByKind,
@@ -52,7 +52,7 @@ import { installCrd } from '../src/operator.js';
 
 const LEASE_NAMESPACE = 'default';
 const LEASE = 'streamroom-operator';
-const ROOMS = Number(process.env.FLEET_ROOMS ?? 200);
+const ROOMS = Number(process.env.FLEET_ROOMS ?? 100);
 /** The replicas' client rate limit (--kube-api-qps; burst twice that). */
 const QPS = Number(process.env.FLEET_QPS ?? 50);
 /** The idle window after each test has converged: no replica may write in it. */
@@ -292,36 +292,6 @@ async function freshRenewal(): Promise<void> {
   await eventually('a renewal of the Lease', async () => (await renewTime()) !== last, 10_000, 50);
 }
 
-/**
- * kwok's stages make a pod Ready once, from Pending: a Running pod that the node lifecycle controller
- * marked NotReady while the API server was away (its node's lease ran out) stays so, where its kubelet
- * would report it Ready again as soon as it is back. This does what those kubelets would do. Resolves
- * with how many pods it made Ready.
- */
-async function kubeletsReport(): Promise<number> {
-  const pods = (await getJson(['get', 'pods', '-A'])).items as Obj[];
-  const stale = pods.filter(
-    (p) =>
-      p.status?.phase === 'Running' &&
-      !p.metadata.deletionTimestamp &&
-      (p.status.conditions as Obj[] | undefined)?.some((c) => c.type === 'Ready' && c.status !== 'True'),
-  );
-  await inParallel(stale, 8, async (p) => {
-    await cluster.kubectl([
-      'patch',
-      'pod',
-      p.metadata.name,
-      '-n',
-      p.metadata.namespace,
-      '--subresource=status',
-      '--type=strategic',
-      '-p',
-      JSON.stringify({ status: { conditions: [{ type: 'Ready', status: 'True' }] } }),
-    ]);
-  });
-  return stale.length;
-}
-
 /** The replicas still running. */
 const live = () => replicas.map((r) => r.op).filter(alive);
 
@@ -396,6 +366,9 @@ beforeAll(async () => {
       // file tests (bench:operator measures at the default), and on 2 cores it slows the API server
       // that the leader must renew its Lease on within 10 s.
       STREAMROOM_HPA_SYNC_PERIOD: '60s',
+      // kwok nodes stay Ready through the 30 s API server outage: kwok never makes a pod Ready again
+      // once the node lifecycle controller marked it NotReady (a real kubelet would)
+      STREAMROOM_NODE_MONITOR_GRACE_PERIOD: '5m',
     },
   });
   kc = kubeConfigOf(cluster);
@@ -685,16 +658,7 @@ describe('two operator replicas (leader election) at fleet scale, under faults',
     // a fresh replica takes the old leader's place, as the standby
     [leader, standby] = await elected(next, await replica());
     expect(leader).toBe(next);
-    // kube-controller-manager's node lifecycle controller may yet mark the kwok nodes, and so their pods,
-    // NotReady for the outage, up to its node-monitor-grace-period (50 s) after the API server is back:
-    // rooms then turn Provisioning and Ready again, and their status is rightly written. Convergence is
-    // checked once that is over.
-    await sleep(Math.max(0, upAt + 60_000 - performance.now()));
     await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=60s']);
-    const revived = await kubeletsReport();
-    console.log(
-      `API server outage: ${revived} pods marked NotReady for it made Ready again (as kubelets would)`,
-    );
     await converged('API server outage');
   }, 240_000);
 
