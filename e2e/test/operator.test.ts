@@ -240,6 +240,7 @@ describe('the operator on a real control plane', () => {
       delete: 0,
       status: 0,
       finalizers: 0,
+      live: 0,
       event: 0,
     });
     const deployments = await cluster.kubectl(['get', 'deployments', '-n', NS, '-o', 'name']);

@@ -21,6 +21,13 @@ import type { RoomServer, RoomSocket } from './context.js';
 /** The socket.io room of this replica's sockets that get the shared batches. */
 export const CHAT_ROOM = 'streamroom:chat';
 
+/**
+ * A batch goes out before its tick ends once its texts reach this many characters: a flood of long
+ * messages then leaves in frames of this size rather than one frame of megabytes, which every
+ * socket would hold a copy of while it is written (the tenant-isolation memory bound).
+ */
+export const MAX_BATCH_CHARS = 64 * 1024;
+
 export interface FanoutOptions {
   io: RoomServer;
   /** How long messages gather before they go out. */
@@ -46,6 +53,7 @@ interface Joining {
 
 export class ChatFanout {
   private outgoing: ChatMessage[] = [];
+  private outgoingChars = 0;
   private toPublish: ChatMessage[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly joining = new Map<string, Joining>();
@@ -59,14 +67,18 @@ export class ChatFanout {
   add(message: ChatMessage): void {
     this.outgoing.push(message);
     if (this.options.publish) this.toPublish.push(message);
-    this.schedule();
+    this.added(message.text.length);
   }
 
   /** Another replica's batch (already checked). */
   receive(messages: ChatMessage[]): void {
     if (messages.length === 0) return;
-    for (const m of messages) this.outgoing.push(m);
-    this.schedule();
+    let chars = 0;
+    for (const m of messages) {
+      this.outgoing.push(m);
+      chars += m.text.length;
+    }
+    this.added(chars);
   }
 
   /** Call before reading the history for the socket's welcome. */
@@ -100,6 +112,7 @@ export class ChatFanout {
     const batch = this.outgoing;
     const published = this.toPublish;
     this.outgoing = [];
+    this.outgoingChars = 0;
     this.toPublish = [];
     if (published.length > 0) this.options.publish?.(published);
     if (batch.length > 0) this.options.io.local.to(CHAT_ROOM).emit('chat:batch', batch);
@@ -126,6 +139,12 @@ export class ChatFanout {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.joining.clear();
+  }
+
+  private added(chars: number): void {
+    this.outgoingChars += chars;
+    if (this.outgoingChars >= MAX_BATCH_CHARS) this.flush();
+    else this.schedule();
   }
 
   private schedule(): void {
