@@ -178,21 +178,19 @@ export class KubeClient implements ControllerApi {
     live: LiveStatus,
   ): Promise<void> {
     this.writes.live++;
-    await this.custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        namespace: room.metadata.namespace,
-        name: room.metadata.name,
-        body: { status: withoutUndefined(live) },
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    await this.mergePatchStatus(room, withoutUndefined(live));
   }
 
   async patchRoomStatus(room: StreamRoom, status: StreamRoomStatus): Promise<void> {
     this.writes.status++;
+    // A JSON merge patch keeps fields it does not mention: clear the ones this status lacks.
+    await this.mergePatchStatus(room, { ...CLEARED_STATUS, ...withoutUndefined(status) });
+  }
+
+  private async mergePatchStatus(
+    room: { metadata: { name: string; namespace: string } },
+    status: object,
+  ): Promise<void> {
     await this.custom.patchNamespacedCustomObjectStatus(
       {
         group: GROUP,
@@ -200,8 +198,7 @@ export class KubeClient implements ControllerApi {
         plural: PLURAL,
         namespace: room.metadata.namespace,
         name: room.metadata.name,
-        // A JSON merge patch keeps fields it does not mention: clear the ones this status lacks.
-        body: { status: { ...CLEARED_STATUS, ...withoutUndefined(status) } },
+        body: { status },
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
