@@ -261,8 +261,11 @@ export class Controller {
   private readonly children: Record<ChildKind, Cache<KubernetesObject>>;
   /** Ready pod addresses by room key, rebuilt when the slices changed. */
   private podAddresses: Map<string, string[]> | undefined;
-  /** Rooms a visitor asked to wake (the waker), and when; until a pod of theirs is ready. */
-  private readonly wakes = new Map<string, number>();
+  /**
+   * Rooms a visitor asked to wake (the waker): since when, and whether a pod of theirs is ready
+   * (`up`); until their status no longer says they sleep.
+   */
+  private readonly wakes = new Map<string, { since: number; up: boolean }>();
   /** Rooms found idle for their spec.hibernation.idleAfterSeconds, until their status says so. */
   private readonly sleeps = new Set<string>();
   /** Where the waker answers (its pod's address and port), once it listens. */
@@ -446,6 +449,8 @@ export class Controller {
   /**
    * What the room's children are while it may hibernate: asleep once it was found idle (until a
    * visitor wakes it), with the waker's slice while asleep and until a woken room has a ready pod.
+   * From that moment its URL reaches only its pods, while the room is not put back to sleep by a
+   * status (or a cache of it) that still says it sleeps.
    */
   private hibernationPlan(room: StreamRoom, spec: ResolvedSpec): { asleep: boolean; waker?: Waker } {
     const key = roomKey(room);
@@ -454,19 +459,18 @@ export class Controller {
       this.sleeps.delete(key);
       return { asleep: false };
     }
-    const wokenAt = this.wakes.get(key);
-    if (wokenAt !== undefined) {
+    const wake = this.wakes.get(key);
+    if (wake) {
       const d = this.children.Deployment.get(room.metadata.name, room.metadata.namespace) as
         V1Deployment | undefined;
-      const ready = !!d && ownedBy(d, room) && (d.status?.readyReplicas ?? 0) > 0 && d.spec?.replicas !== 0;
-      // up (its own pods serve the URL again), or given up on after WAKE_TIMEOUT_MS
-      // (and the status no longer says it sleeps, once the cache has the write that said so)
-      if ((ready && !room.status?.hibernatedAt) || Date.now() - wokenAt > WAKE_TIMEOUT_MS)
+      wake.up ||= !!d && ownedBy(d, room) && (d.status?.readyReplicas ?? 0) > 0 && d.spec?.replicas !== 0;
+      // done once the status no longer says it sleeps; given up on after WAKE_TIMEOUT_MS
+      if ((wake.up && !room.status?.hibernatedAt) || Date.now() - wake.since > WAKE_TIMEOUT_MS)
         this.wakes.delete(key);
     }
-    const waking = this.wakes.has(key);
+    const waking = this.wakes.get(key);
     const asleep = !waking && (this.sleeps.has(key) || !!room.status?.hibernatedAt);
-    return { asleep, ...((asleep || waking) && this.waker ? { waker: this.waker } : {}) };
+    return { asleep, ...((asleep || (waking && !waking.up)) && this.waker ? { waker: this.waker } : {}) };
   }
 
   /** After every poll of a room's /live: a room nobody was in for idleAfterSeconds goes to sleep. */
@@ -499,14 +503,15 @@ export class Controller {
     const room = this.rooms.get(key.slice(slash + 1), key.slice(0, slash));
     if (!room) return 'ready';
     if (room.spec.suspend) return 'suspended';
-    if (this.wakes.has(key)) return 'waking';
+    const wake = this.wakes.get(key);
+    if (wake) return wake.up ? 'ready' : 'waking';
     const asleep = this.sleeps.has(key) || !!room.status?.hibernatedAt;
     if (!asleep) return room.status?.phase === 'Ready' ? 'ready' : 'waking';
-    if (this.wakes.size >= this.config.maxWaking) return 'busy';
+    if ([...this.wakes.values()].filter((w) => !w.up).length >= this.config.maxWaking) return 'busy';
     this.log.info('waking room', { room: key });
     this.stats.wakes++;
     this.sleeps.delete(key);
-    this.wakes.set(key, Date.now());
+    this.wakes.set(key, { since: Date.now(), up: false });
     this.queue.add(key);
     return 'waking';
   }

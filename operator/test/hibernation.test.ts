@@ -400,6 +400,40 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
     expect(api.get('EndpointSlice', NS, 'nap-waker')).toBeUndefined();
   });
 
+  it('a woken room with a ready pod drops the waker at once, even while its status still says it sleeps', async () => {
+    await readyRoom({
+      media: { mode: 'PeerToPeer' },
+      replicas: { max: 1 },
+      hibernation: { idleAfterSeconds: 10 },
+    });
+    noteFacts({ live: false, viewers: 0, lastActivityTime: ago(60) });
+    await controller.reconcile(KEY);
+    caches.catchUp(api);
+    expect(stored().status?.hibernatedAt).toBeDefined();
+
+    // woken, and its pod is ready before any reconcile wrote a status without hibernatedAt (a status
+    // write deferred, or a cache that lags): the Service must reach the pod only, not the waker too
+    expect(controller.wake(KEY)).toBe('waking');
+    const d = api.get<V1Deployment>('Deployment', NS, 'nap')!;
+    api.put({ ...d, spec: { ...d.spec!, replicas: 1 }, status: { replicas: 1, readyReplicas: 1 } });
+    caches.catchUp(api);
+    expect(stored().status?.hibernatedAt).toBeDefined();
+    await controller.reconcile(KEY);
+    expect(api.get('EndpointSlice', NS, 'nap-waker')).toBeUndefined();
+    expect(api.get<V1Deployment>('Deployment', NS, 'nap')?.spec?.replicas).not.toBe(0);
+    // a visitor the waker still gets (kube-proxy not yet updated) hears that the room is up
+    expect(controller.wake(KEY)).toBe('ready');
+    // reconciled again before the cache has the new status: still awake, still no waker
+    await controller.reconcile(KEY);
+    expect(api.get('EndpointSlice', NS, 'nap-waker')).toBeUndefined();
+    caches.catchUp(api);
+    await controller.reconcile(KEY);
+    caches.catchUp(api);
+    expect(stored().status?.hibernatedAt).toBeUndefined();
+    expect(stored().status?.phase).not.toBe('Hibernating');
+    expect(api.get('EndpointSlice', NS, 'nap-waker')).toBeUndefined();
+  });
+
   it('never wakes a suspended room, never sleeps one, and wakes at most --max-waking rooms at once', async () => {
     await readyRoom({
       media: { mode: 'PeerToPeer' },

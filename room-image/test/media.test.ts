@@ -2,6 +2,8 @@
 // peers (room-image/media) that signal through socket.io like browser pages. One synthetic broadcaster
 // reaches 100 viewers without loss; the room survives bad signals, a 50 Mbps broadcaster and a viewer
 // that never connects; and a relay killed mid-stream comes back with every viewer's video.
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Swarm } from '../src/bench/swarm.js';
 import type { RunningServer } from '../src/server/server.js';
@@ -152,6 +154,33 @@ describe('an SFU room', () => {
     expect(await metric(server.metricsUrl, 'streamroom_relay_restarts_total')).toBe(1);
     expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
   }, 60_000);
+
+  it('offers the stream to a viewer who came before the relay was up, once it is', async () => {
+    // a relay that takes 2 s to start (a loaded node): the viewer's first subscribe fails
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'streamroom-slow-relay-'));
+    const slow = path.join(dir, 'relay');
+    await writeFile(slow, `#!/bin/sh\nsleep 2\nexec '${relayBinary()}' "$@"\n`);
+    await chmod(slow, 0o755);
+    try {
+      server = await start({ ...SFU, ROOM_RELAY_PATH: slow });
+      const offers: string[] = [];
+      await connect(
+        server.url,
+        { role: 'viewer' },
+        {},
+        {
+          signal: (s: { pc: string; data: { type: string } }) => {
+            if (s.data.type === 'offer') offers.push(s.pc);
+          },
+        },
+      );
+      expect(await metric(server.metricsUrl, 'streamroom_relay_up')).toBe(0);
+      await waitFor(() => offers.length === 1, 10_000, 100);
+      expect(await metric(server.metricsUrl, 'streamroom_relay_up')).toBe(1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   it('closes a viewer connection that never completes and offers again', async () => {
     server = await start(SFU);

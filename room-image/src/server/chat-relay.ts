@@ -16,6 +16,12 @@ import { chatMessage } from './redis-state.js';
 export interface ChatRelay {
   /** This replica's id in the stream's entries (its own entries are skipped when read). */
   readonly origin: string;
+  /**
+   * Whether the relay knows where in the stream it starts. Until then a message another replica
+   * publishes could fall before that point and never reach this replica's clients, so the replica
+   * takes no clients meanwhile (it is not ready).
+   */
+  positioned(): boolean;
   close(): Promise<void>;
 }
 
@@ -80,6 +86,7 @@ export function startChatRelay(options: {
   const reading = read();
   return {
     origin,
+    positioned: () => last !== undefined,
     async close() {
       running = false;
       client.destroy(); // also ends a blocked XREAD

@@ -44,7 +44,6 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log' | 'st
   );
   /** Per socket: its connection with the relay (and, for viewers, the re-offer backoff). */
   const peers = new Map<string, { pc: string; retryMs: number; timer?: NodeJS.Timeout }>();
-  let everUp = false;
   // Several replicas: their relays forward to each other (upstream.ts).
   const mesh: Mesh | undefined = config.redis ? createMesh({ io, state, relay, log }) : undefined;
 
@@ -96,11 +95,8 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log' | 'st
     else if (local(socketId)?.data.role === 'viewer') resubscribeLater(socketId, pc);
   });
   relay.on('up', () => {
-    if (!everUp) {
-      everUp = true;
-      return;
-    }
-    // A restarted relay has no peers: the broadcaster publishes again, every viewer gets a new offer.
+    // A (re)started relay has no peers: the broadcaster publishes again, every viewer gets a new
+    // offer (also those who came while it was still starting: their offers failed).
     mesh?.reset();
     for (const socket of io.of('/').sockets.values() as IterableIterator<RoomSocket>) {
       if (socket.data.role === 'broadcaster') {

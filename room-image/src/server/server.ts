@@ -23,7 +23,7 @@ import { applyTick, joinRoom, leaveRoom, registerSignaling } from './signaling.j
 import { turnCredential } from './turn.js';
 import { MemoryRoomState, type RoomState } from './state.js';
 import { chatStreamName } from './redis-state.js';
-import { startChatRelay } from './chat-relay.js';
+import { startChatRelay, type ChatRelay } from './chat-relay.js';
 
 export { keysMatch } from './auth.js';
 export { jsonLogger, type LogFn } from './log.js';
@@ -80,7 +80,11 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   const metrics = new RoomMetrics({ name: config.roomName, namespace: config.roomNamespace }, !!backplane);
   let shuttingDown = false;
   const isShuttingDown = (): boolean => shuttingDown;
-  const unavailableReason = (): string | undefined => backplane?.unavailableReason();
+  // (the chat relay, started further down, is not ready either until it knows where it reads from)
+  const chatRef: { relay?: ChatRelay } = {};
+  const unavailableReason = (): string | undefined =>
+    backplane?.unavailableReason() ??
+    (chatRef.relay?.positioned() === false ? 'chat between replicas not connected' : undefined);
   // (the relay needs the socket.io server, which needs the express app: looked up per request)
   const mediaRef: { media?: Media } = {};
   const pending = new Set<Promise<unknown>>();
@@ -158,6 +162,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
           onBatch: (messages) => chat.receive(messages),
         })
       : undefined;
+  chatRef.relay = relay;
   const ctx: RoomContext = {
     config,
     state,
