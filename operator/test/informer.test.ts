@@ -49,12 +49,19 @@ class FakeApi {
       apiVersion: 'v1',
       kind: 'ConfigMapList',
       metadata: { resourceVersion: String(this.rv) },
-      items: [...this.objects.values()],
+      items: [...this.objects.values()].map((o) => structuredClone(o)),
     };
   }
 
   put(name: string, type: 'ADDED' | 'MODIFIED' = 'ADDED', announce = true): void {
-    const obj: Obj = { metadata: { name, namespace: 'ns', resourceVersion: String(++this.rv) } };
+    const obj: Obj = {
+      metadata: {
+        name,
+        namespace: 'ns',
+        resourceVersion: String(++this.rv),
+        managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:data': {} } }],
+      },
+    };
     this.objects.set(name, obj);
     if (announce) this.streams.forEach((s) => s.write(`${JSON.stringify({ type, object: obj })}\n`));
   }
@@ -128,18 +135,20 @@ afterEach(async () => {
 });
 
 describe('ResilientInformer', () => {
-  it('lists, syncs, then follows the watch', async () => {
+  it('lists, syncs, then follows the watch; keeps objects without managedFields', async () => {
     const events = await setup(60_000);
     api.put('a');
     informer?.start();
     await informer?.waitForSync();
     expect(informer?.get('a', 'ns')?.metadata.name).toBe('a');
+    expect(informer?.get('a', 'ns')?.metadata).not.toHaveProperty('managedFields'); // (listed)
     await until('watch open', () => api.watches > 0);
     api.put('b');
     api.remove('a');
     await until('events', () => events.length === 3);
     expect(events).toEqual(['add a', 'add b', 'delete a']);
     expect(informer?.list().map((o) => o.metadata.name)).toEqual(['b']);
+    expect(informer?.get('b', 'ns')?.metadata).not.toHaveProperty('managedFields'); // (watched)
   });
 
   it('restarts a failed watch with backoff and resumes', async () => {
