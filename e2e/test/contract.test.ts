@@ -1,5 +1,5 @@
 // The operator and the room server agree on the room's environment: what the operator's Deployment
-// sets (secrets resolved as the kubelet would) is exactly what the room server reads.
+// sets (secrets resolved as the kubelet would) is exactly what the room server reads; and they log alike.
 import { describe, expect, it } from '@jest/globals';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import {
@@ -13,8 +13,10 @@ import {
   TERMINATION_GRACE_SECONDS,
 } from '../../operator/src/builders.js';
 import { resolveSpec } from '../../operator/src/defaults.js';
+import { createLogger as createOperatorLogger } from '../../operator/src/log.js';
 import type { StreamRoom, StreamRoomSpec } from '../../operator/src/types.js';
 import { loadConfig } from '../../room-image/src/server/config.js';
+import { createLogger as createRoomLogger } from '../../room-image/src/server/log.js';
 
 const secrets: Record<string, Record<string, string>> = {
   'launch-keys': {
@@ -127,5 +129,29 @@ describe('operator to room server contract', () => {
       maxMessageLength: 500,
       messagesPerMinute: 20,
     });
+  });
+});
+
+describe('one log format for both programs', () => {
+  it('writes the same JSON line shape, with child context and errors under err', () => {
+    const lines: Record<string, unknown>[][] = [[], []];
+    const loggers = [
+      createOperatorLogger('info', (l) => void lines[0]!.push(JSON.parse(l) as Record<string, unknown>)),
+      createRoomLogger('info', (l) => void lines[1]!.push(JSON.parse(l) as Record<string, unknown>)),
+    ];
+    for (const log of loggers) {
+      log.debug('not at info');
+      log
+        .child({ room: 'ns/a' })
+        .warn({ err: new Error('outer', { cause: new Error('inner') }) }, 'it failed');
+    }
+    for (const [line] of lines) {
+      expect(Object.keys(line ?? {}).sort()).toEqual(['err', 'level', 'msg', 'room', 'time']);
+      expect(line).toMatchObject({ level: 'warn', msg: 'it failed', room: 'ns/a' });
+      expect(line?.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(JSON.stringify(line?.err)).toContain('inner');
+    }
+    expect(lines[0]).toHaveLength(1);
+    expect(lines[1]).toHaveLength(1);
   });
 });

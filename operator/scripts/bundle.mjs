@@ -66,10 +66,15 @@ const optionalExternals = optionalModules.filter((m) => !productionNames.has(m))
 
 // CommonJS dependencies bundled into an ES module call require() for Node's built-ins (esbuild turns
 // those into a __require that needs a real `require` in scope), so the bundle creates one.
+// __dirname and __filename are defined as a CommonJS module would see them, for the few modules below
+// that name them in code the operator never runs.
 const banner = [
   '// StreamRoom operator, bundled by operator/scripts/bundle.mjs (esbuild).',
   "import { createRequire as __bundleCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __bundleFileURLToPath } from 'node:url';",
   'const require = __bundleCreateRequire(import.meta.url);',
+  'const __filename = __bundleFileURLToPath(import.meta.url);',
+  "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
 ].join('\n');
 
 rmSync(outdir, { recursive: true, force: true });
@@ -128,11 +133,14 @@ if (strays.size > 0) {
   process.exit(1);
 }
 
-// A CommonJS module that reads __dirname/__filename would get undefined in an ES module bundle.
-const code = readFileSync(outfile, 'utf8');
-for (const free of ['__dirname', '__filename']) {
-  if (new RegExp(`\\b${free}\\b`).test(code)) {
-    console.error(`bundle.mjs: the bundle refers to ${free}, which an ES module does not have`);
+// A CommonJS module that reads files next to itself (__dirname/__filename) would look for them next to
+// the bundle. Allowed only where that code never runs in the operator: pino's worker-thread transports
+// (the operator logs to stdout without a transport).
+const pathsAllowed = ['node_modules/pino/lib/transport.js', 'node_modules/thread-stream/index.js'];
+for (const input of Object.keys(result.metafile.inputs)) {
+  if (pathsAllowed.some((p) => input.endsWith(p))) continue;
+  if (/\b__(dirname|filename)\b/.test(readFileSync(input, 'utf8'))) {
+    console.error(`bundle.mjs: ${input} refers to __dirname or __filename, which the bundle cannot honour`);
     process.exit(1);
   }
 }

@@ -357,7 +357,7 @@ export class Controller {
       workers: config.workers,
       handler: (key) => this.timedReconcile(key),
       onError: (key, err, retryInMs) =>
-        this.log.warn('reconcile failed', { room: key, error: errorMessage(err), retryInMs }),
+        this.log.warn({ room: key, error: errorMessage(err), retryInMs }, 'reconcile failed'),
       observer: this.metrics.queue,
     });
 
@@ -418,11 +418,14 @@ export class Controller {
     this.resyncTimer = setInterval(() => this.resync(), this.config.resyncPeriodSeconds * 1000);
     this.resyncTimer.unref();
     this.live?.start();
-    this.log.info('operator started', {
-      namespaces: this.config.namespaces.length ? this.config.namespaces : 'all',
-      workers: this.config.workers,
-      rooms: this.rooms.list().length,
-    });
+    this.log.info(
+      {
+        namespaces: this.config.namespaces.length ? this.config.namespaces : 'all',
+        workers: this.config.workers,
+        rooms: this.rooms.list().length,
+      },
+      'operator started',
+    );
   }
 
   /** Makes this operator a standby until startWorkers(): `leaderName` says who leads meanwhile. */
@@ -486,13 +489,16 @@ export class Controller {
     if (!this.waker) {
       // without a waker a sleeping room's URL would not answer: it stays up
       if (!this.warnedNoWaker)
-        this.log.warn('rooms ask to hibernate, but the waker is off (--waker-listen, --waker-address)', {
-          room: key,
-        });
+        this.log.warn(
+          {
+            room: key,
+          },
+          'rooms ask to hibernate, but the waker is off (--waker-listen, --waker-address)',
+        );
       this.warnedNoWaker = true;
       return;
     }
-    this.log.info('room idle: hibernating', { room: key, idleSeconds: Math.round(idleMs / 1000) });
+    this.log.info({ room: key, idleSeconds: Math.round(idleMs / 1000) }, 'room idle: hibernating');
     this.sleeps.add(key);
     this.queue.add(key);
   }
@@ -508,7 +514,7 @@ export class Controller {
     const asleep = this.sleeps.has(key) || !!room.status?.hibernatedAt;
     if (!asleep) return room.status?.phase === 'Ready' ? 'ready' : 'waking';
     if ([...this.wakes.values()].filter((w) => !w.up).length >= this.config.maxWaking) return 'busy';
-    this.log.info('waking room', { room: key });
+    this.log.info({ room: key }, 'waking room');
     this.stats.wakes++;
     this.sleeps.delete(key);
     this.wakes.set(key, { since: Date.now(), up: false });
@@ -673,7 +679,7 @@ export class Controller {
     // Owned children go with the garbage collector; the room's Redis user goes here.
     if (room.metadata.deletionTimestamp) return this.releaseAcl(room);
     this.stats.reconciles++;
-    const log = this.log;
+    const log = this.log.child({ room: key });
     let spec;
     let backplane;
     let media: MediaPlan | undefined;
@@ -726,11 +732,11 @@ export class Controller {
         const content = target.metadata?.annotations?.[APPLIED_HASH_ANNOTATION] ?? '';
         const differs = drift(target, actual);
         if (differs !== undefined && !this.justWritten(key, writeKey, actual, content)) {
-          log.debug('applying child', { room: key, kind, name: obj.metadata?.name, differs });
+          log.debug({ kind, name: obj.metadata?.name, differs }, 'applying child');
           current = await this.write(kind, target, actual);
           this.remember(key, writeKey, actual, content);
           const verb = actual ? 'Updated' : 'Created';
-          log.info(`${verb.toLowerCase()} child`, { room: key, kind, name: obj.metadata?.name });
+          log.info({ kind, name: obj.metadata?.name }, `${verb.toLowerCase()} child`);
           changes.push({ verb, what: `${kind} ${obj.metadata?.name}` });
         }
         const childName = obj.metadata?.name;
@@ -751,7 +757,7 @@ export class Controller {
             const actual = this.children[kind].get(childName, namespace);
             if (!actual || !ownedBy(actual, room)) return;
             await this.kube.delete({ ...actual, apiVersion: CHILDREN[kind].apiVersion, kind });
-            log.info('deleted child', { room: key, kind, name: childName });
+            log.info({ kind, name: childName }, 'deleted child');
             changes.push({ verb: 'Deleted', what: `${kind} ${childName}` });
           }),
         );
@@ -779,7 +785,7 @@ export class Controller {
       if (statusCode(err) === 409) {
         // A write based on an older version than the API server's (a cache that lags): retried at
         // once with what the API server has; nothing for the user to see.
-        log.info('conflict, retrying', { room: key, error: errorMessage(err) });
+        log.info({ error: errorMessage(err) }, 'conflict, retrying');
         throw err;
       }
       this.stats.reconcileErrors++;
@@ -795,7 +801,7 @@ export class Controller {
           ...observed,
           ...(hibernatedAt ? { hibernatedAt } : {}),
           error: { reason, message },
-        }).catch((e: unknown) => log.warn('could not write status', { room: key, error: errorMessage(e) }));
+        }).catch((e: unknown) => log.warn({ error: errorMessage(e) }, 'could not write status'));
       }
       throw err;
     }
@@ -887,9 +893,12 @@ export class Controller {
         );
       }
     } else {
-      this.log.warn('no shared Redis configured any more: leaving its room user in place', {
-        room: roomKey(room),
-      });
+      this.log.warn(
+        {
+          room: roomKey(room),
+        },
+        'no shared Redis configured any more: leaving its room user in place',
+      );
     }
     this.aclApplied.delete(roomKey(room));
     await this.kube.setFinalizers(
@@ -965,7 +974,7 @@ export class Controller {
     try {
       return await this.kube.nodeAddress();
     } catch (err) {
-      this.log.warn('could not list nodes for a NodePort URL', { error: errorMessage(err) });
+      this.log.warn({ error: errorMessage(err) }, 'could not list nodes for a NodePort URL');
       return undefined;
     }
   }
@@ -1027,10 +1036,10 @@ export class Controller {
     const content = JSON.stringify(canonical({ ...status, conditions }));
     if (this.justWritten(roomKey(room), 'status', room, content)) return;
     await this.kube.patchRoomStatus(room, status);
-    this.log.debug('status written', { room: roomKey(room), before: room.status, after: status });
+    this.log.debug({ room: roomKey(room), before: room.status, after: status }, 'status written');
     this.remember(roomKey(room), 'status', room, content);
     if (status.phase !== room.status?.phase) {
-      this.log.info('phase changed', { room: roomKey(room), from: room.status?.phase, to: status.phase });
+      this.log.info({ room: roomKey(room), from: room.status?.phase, to: status.phase }, 'phase changed');
       if (status.phase === 'Ready' || status.phase === 'Suspended' || status.phase === 'Hibernating') {
         const ready = status.conditions?.find((c) => c.type === 'Ready');
         await this.record(room, 'Normal', status.phase, ready?.message ?? status.phase);
@@ -1083,7 +1092,7 @@ export class Controller {
     try {
       await this.kube.event(room, type, reason, message);
     } catch (err) {
-      this.log.warn('could not record event', { room: key, reason, error: errorMessage(err) });
+      this.log.warn({ room: key, reason, error: errorMessage(err) }, 'could not record event');
     }
   }
 }

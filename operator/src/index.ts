@@ -80,12 +80,12 @@ export async function startOperator(
       api: new KubeLeaseApi(kc),
       log,
       onStartedLeading: () => {
-        log.info('became the leader', { lease: `${namespace}/${leaseName}`, identity: lease.identity });
+        log.info({ lease: `${namespace}/${leaseName}`, identity: lease.identity }, 'became the leader');
         controller.startWorkers();
       },
       // Exit at once rather than drain: the next leader may start within seconds.
       onStoppedLeading: (reason) => {
-        log.error('lost the lease: stopping', { lease: `${namespace}/${leaseName}`, reason });
+        log.error({ lease: `${namespace}/${leaseName}`, reason }, 'lost the lease: stopping');
         (options.onLostLeadership ?? (() => process.exit(1)))(reason);
       },
     });

@@ -193,13 +193,16 @@ export class ResilientInformer<T extends KubernetesObject> {
         changed++;
       }
     }
-    this.options.log.info(first ? 'listed' : 'relisted', {
-      informer: this.options.name,
-      ...(first ? {} : { reason }),
-      objects: fresh.size,
-      ...(first ? {} : { changed }),
-      ms: Date.now() - started,
-    });
+    this.options.log.info(
+      {
+        informer: this.options.name,
+        ...(first ? {} : { reason }),
+        objects: fresh.size,
+        ...(first ? {} : { changed }),
+        ms: Date.now() - started,
+      },
+      first ? 'listed' : 'relisted',
+    );
     return true;
   }
 
@@ -322,21 +325,22 @@ export class ResilientInformer<T extends KubernetesObject> {
     const failingSince = this.health.failingSince ?? Date.now();
     this.health = { synced: this.synced, failing: true, lastError: `${what}: ${error}`, failingSince };
     // the first failure of a run, then every tenth (an outage must not flood the log)
-    const log = this.failures % 10 === 1 ? this.options.log.warn : this.options.log.debug;
-    log(`${what} failed`, {
-      informer: this.options.name,
-      error,
-      retryInMs: this.backoffMs(),
-      failures: this.failures,
-    });
+    const level = this.failures % 10 === 1 ? 'warn' : 'debug';
+    this.options.log[level](
+      { informer: this.options.name, error, retryInMs: this.backoffMs(), failures: this.failures },
+      `${what} failed`,
+    );
   }
 
   private succeeded(): void {
     if (this.health.failing) {
-      this.options.log.info('connected again', {
-        informer: this.options.name,
-        afterMs: Date.now() - (this.health.failingSince ?? Date.now()),
-      });
+      this.options.log.info(
+        {
+          informer: this.options.name,
+          afterMs: Date.now() - (this.health.failingSince ?? Date.now()),
+        },
+        'connected again',
+      );
     }
     this.failures = 0;
     this.health = { synced: this.synced, failing: false };

@@ -288,7 +288,7 @@ export class LeaderElector {
   /** Stands for election: acquires, then renews, in the background until stop() or a lost lease. */
   start(): void {
     if (this.loop || this.stopping) throw new Error('leader election: a LeaderElector starts only once');
-    this.log.info('standing for leader', this.logFields);
+    this.log.info(this.logFields, 'standing for leader');
     this.loop = this.run();
   }
 
@@ -314,12 +314,12 @@ export class LeaderElector {
     const acquiredAt = await this.acquire();
     if (acquiredAt === undefined) return;
     this.leading = true;
-    this.log.info('became the leader', this.logFields);
+    this.log.info(this.logFields, 'became the leader');
     this.notify('onStartedLeading', () => this.callbacks.onStartedLeading?.());
     const lostBecause = await this.renew(acquiredAt);
     if (lostBecause === undefined) return;
     this.leading = false;
-    this.log.error('stopped leading', { ...this.logFields, reason: lostBecause });
+    this.log.error({ ...this.logFields, reason: lostBecause }, 'stopped leading');
     this.notify('onStoppedLeading', () => this.callbacks.onStoppedLeading?.(lostBecause));
   }
 
@@ -331,7 +331,7 @@ export class LeaderElector {
       if (this.halted) break;
       this.reportLeader();
       if (attempt.acquired) return started;
-      if (attempt.heldBy) this.log.debug('standing by', { ...this.logFields, leader: attempt.heldBy });
+      if (attempt.heldBy) this.log.debug({ ...this.logFields, leader: attempt.heldBy }, 'standing by');
       await this.pause(this.retryMs * (1 + Math.random() * JITTER_FACTOR));
     }
     return undefined;
@@ -372,8 +372,8 @@ export class LeaderElector {
     } catch (err) {
       if (this.halted) return { acquired: false };
       const fields = { ...this.logFields, error: errorMessage(err) };
-      if (statusCode(err) === 409) this.log.info('another candidate wrote the lease first', fields);
-      else this.log.warn(this.leading ? 'could not renew the lease' : 'could not acquire the lease', fields);
+      if (statusCode(err) === 409) this.log.info(fields, 'another candidate wrote the lease first');
+      else this.log.warn(fields, this.leading ? 'could not renew the lease' : 'could not acquire the lease');
       return { acquired: false };
     }
   }
@@ -404,10 +404,13 @@ export class LeaderElector {
         return { acquired: true };
       } catch (err) {
         if (signal.aborted) throw err;
-        this.log.info('renewing over the version last written failed: reading the lease', {
-          ...this.logFields,
-          error: errorMessage(err),
-        });
+        this.log.info(
+          {
+            ...this.logFields,
+            error: errorMessage(err),
+          },
+          'renewing over the version last written failed: reading the lease',
+        );
       }
     }
     // 2. Read the Lease; create it when there is none.
@@ -473,14 +476,14 @@ export class LeaderElector {
     const holder = this.observed?.holderIdentity ?? '';
     if (holder === this.reportedLeader) return;
     this.reportedLeader = holder;
-    this.log.info(holder ? 'new leader' : 'the lease was released', { ...this.logFields, leader: holder });
+    this.log.info({ ...this.logFields, leader: holder }, holder ? 'new leader' : 'the lease was released');
     this.notify('onNewLeader', () => this.callbacks.onNewLeader?.(holder));
   }
 
   /** Calls back, logging what the callback throws or rejects with. */
   private notify(name: string, callback: () => void | Promise<void>): void {
     const failed = (err: unknown) =>
-      this.log.error(`leader election: ${name} failed`, { ...this.logFields, error: errorMessage(err) });
+      this.log.error({ ...this.logFields, error: errorMessage(err) }, `leader election: ${name} failed`);
     try {
       void Promise.resolve(callback()).catch(failed);
     } catch (err) {
@@ -508,7 +511,7 @@ export class LeaderElector {
     const wasLeading = this.leading;
     this.leading = false;
     const released = release && (await this.release());
-    this.log.info('leader election stopped', { ...this.logFields, wasLeading, released });
+    this.log.info({ ...this.logFields, wasLeading, released }, 'leader election stopped');
   }
 
   /**
@@ -535,10 +538,13 @@ export class LeaderElector {
         return true;
       });
     } catch (err) {
-      this.log.warn('could not release the lease: a standby takes over when it expires', {
-        ...this.logFields,
-        error: errorMessage(err),
-      });
+      this.log.warn(
+        {
+          ...this.logFields,
+          error: errorMessage(err),
+        },
+        'could not release the lease: a standby takes over when it expires',
+      );
       return false;
     }
   }

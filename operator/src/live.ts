@@ -7,6 +7,7 @@
 // at most 60 / interval writes a minute, and a quiet room none.
 
 import http from 'node:http';
+import type { Logger } from './log.js';
 
 /** What a room's GET /live answers (room-image/src/server/live.ts). */
 export interface LiveFacts {
@@ -118,7 +119,7 @@ export interface LivePollerDeps {
   getJson?: (url: string, timeoutMs: number) => Promise<unknown>;
   now?: () => number;
   random?: () => number;
-  log?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  log?: Pick<Logger, 'warn'>;
 }
 
 interface RoomState {
@@ -240,7 +241,7 @@ export class LivePoller {
       if (change) await this.maybeWrite(key, s, fresh, change.fields, change.minor);
     } catch (err) {
       s.failures++;
-      this.deps.log?.warn('could not write live status', { room: key, error: String(err) });
+      this.deps.log?.warn({ room: key, err }, 'could not write live status');
     } finally {
       if (this.rooms.get(key) === s) this.schedule(key, s);
     }
@@ -306,7 +307,7 @@ export class LivePoller {
     try {
       await this.maybeWrite(key, s, room, change.fields, change.minor);
     } catch (err) {
-      this.deps.log?.warn('could not write live status', { room: key, error: String(err) });
+      this.deps.log?.warn({ room: key, err }, 'could not write live status');
     }
   }
 

@@ -1,14 +1,12 @@
-// JSON logs, one object per line on stdout.
+// JSON logs, one object per line on stdout, through pino: the room server logs the same way
+// (room-image/src/server/log.ts), so both read alike: {"level":"info","time":"…","msg":"…",…}.
+// Context goes into child loggers (`log.child({ room })`), errors under `err` (with their `cause`).
+import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export type Logger = PinoLogger<never, boolean>;
 
-export interface Logger {
-  debug(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
-}
-
+/** The message of a Kubernetes API error (its Status body) or of any error. */
 export function errorMessage(err: unknown): string {
   if (err && typeof err === 'object') {
     const body = (err as { body?: unknown }).body;
@@ -26,13 +24,16 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export function createLogger(
-  level: LogLevel,
-  write: (line: string) => void = (l) => process.stdout.write(l),
-): Logger {
-  const log = (l: LogLevel) => (msg: string, fields?: Record<string, unknown>) => {
-    if (RANK[l] < RANK[level]) return;
-    write(`${JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields })}\n`);
-  };
-  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+/** A logger at `level` writing lines to stdout, or to `write` (tests). */
+export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
+  const destination: DestinationStream = write ? { write } : pino.destination({ sync: true });
+  return pino(
+    {
+      level,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
 }

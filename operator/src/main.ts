@@ -38,14 +38,14 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info('shutting down', { signal });
+    log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 20_000);
     force.unref();
     if (!running.operator) process.exit(0);
     running.operator.stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error('shutdown failed', { error: errorMessage(err) });
+        log.error({ error: errorMessage(err) }, 'shutdown failed');
         process.exit(1);
       },
     );
@@ -57,6 +57,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  createLogger('error').error('operator failed', { error: errorMessage(err) });
+  createLogger('error').error({ err }, 'operator failed');
   process.exit(1);
 });

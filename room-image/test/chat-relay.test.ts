@@ -7,6 +7,7 @@
 import { createClient } from '@redis/client';
 import type { ChatMessage } from '../src/protocol.js';
 import { startChatRelay, type ChatRelay } from '../src/server/chat-relay.js';
+import { createLogger } from '../src/server/log.js';
 import { chatStreamName, RedisRoomState } from '../src/server/redis-state.js';
 import { sleep, waitFor } from './helpers.js';
 import { freePort, startRedis, type RedisProcess } from './processes.js';
@@ -38,7 +39,7 @@ it('is positioned only once Redis answers, then relays every later entry of the 
   relay = startChatRelay({
     url: `redis://127.0.0.1:${port}`,
     stream: chatStreamName(PREFIX),
-    log: () => undefined,
+    log: createLogger('error', () => undefined),
     onBatch: (batch) => received.push(...batch),
   });
   await sleep(500);

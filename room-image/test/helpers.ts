@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { io as ioClient, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { bundleClient } from '../src/build/bundle.js';
 import { loadConfig, type RoomConfig } from '../src/server/config.js';
+import { createLogger } from '../src/server/log.js';
 import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
 
 export const roomImageDir = fileURLToPath(new URL('..', import.meta.url));
@@ -56,7 +57,12 @@ export async function start(
   env: Record<string, string> = {},
   options: ServerOptions = {},
 ): Promise<RunningServer> {
-  return startServer(testConfig(env), { host: '127.0.0.1', port: 0, log: () => undefined, ...options });
+  return startServer(testConfig(env), {
+    host: '127.0.0.1',
+    port: 0,
+    log: createLogger('error', () => undefined),
+    ...options,
+  });
 }
 
 export interface Auth {

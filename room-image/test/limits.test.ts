@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { addressKey, clientKey } from '../src/server/address.js';
+import { createLogger } from '../src/server/log.js';
 import type { RunningServer } from '../src/server/server.js';
 import { closeAllClients, collect, collectChat, connect, metric, sleep, start, waitFor } from './helpers.js';
 import { startRoom, type RoomProcess } from './processes.js';
@@ -93,7 +94,7 @@ describe('clients that stop reading', () => {
       { CHAT_MAX_MESSAGE_LENGTH: '5000', CHAT_MESSAGES_PER_MINUTE: '6000' },
       {
         flood: { burst: 10_000, perSecond: 10_000, disconnectAfter: 100_000 },
-        log: (_level, msg) => lines.push(msg),
+        log: createLogger('info', (line) => void lines.push((JSON.parse(line) as { msg: string }).msg)),
       },
     );
     const stalled = await wireConnect(server.url, { role: 'viewer' });

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
+import { createLogger } from '../src/server/log.js';
 import type { RunningServer } from '../src/server/server.js';
 import {
   BROADCASTER_KEY,
@@ -101,7 +102,10 @@ describe('flood disconnects', () => {
     const lines: string[] = [];
     server = await start(
       {},
-      { flood: { burst: 5, perSecond: 1, disconnectAfter: 20 }, log: (_level, msg) => lines.push(msg) },
+      {
+        flood: { burst: 5, perSecond: 1, disconnectAfter: 20 },
+        log: createLogger('info', (line) => void lines.push((JSON.parse(line) as { msg: string }).msg)),
+      },
     );
     const floods = [
       await connect(server.url, { role: 'viewer' }),

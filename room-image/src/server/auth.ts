@@ -135,7 +135,7 @@ export function handshake(ctx: HandshakeContext) {
         ctx.track(
           state.removeViewer(socket.id).then(ctx.publishPresence, (err: unknown) => {
             if (!ctx.isShuttingDown()) {
-              ctx.log('warn', 'could not free a seat, it will expire', { error: String(err) });
+              ctx.log.warn({ err }, 'could not free a seat, it will expire');
             }
           }),
         );
@@ -159,7 +159,7 @@ export function handshake(ctx: HandshakeContext) {
       next();
     })().catch((err: unknown) => {
       // The shared state did not answer: the client retries shortly (on any replica).
-      ctx.log('warn', 'handshake failed', { error: String(err) });
+      ctx.log.warn({ err }, 'handshake failed');
       refuse('unavailable', 'The room is reconnecting, please retry in a moment.');
     });
   };

@@ -7,7 +7,7 @@
 import { createClient } from '@redis/client';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import type { RedisConfig } from './config.js';
-import type { LogFn } from './log.js';
+import type { Log } from './log.js';
 import type { CommandClient } from './redis-scripts.js';
 import { RedisRoomState, streamName, type TickResult } from './redis-state.js';
 
@@ -47,7 +47,7 @@ function endpoint(url: string): string {
   return `${u.protocol}//${u.host}${u.pathname}`;
 }
 
-export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
+export function createBackplane(config: RedisConfig, log: Log): Backplane {
   // State commands fail fast while disconnected (no offline queue): a chat message then gets a
   // clear error instead of hanging. Each failed connection attempt is logged once.
   const stateClient = createClient({
@@ -58,7 +58,7 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
       connectTimeout: 3000,
       reconnectStrategy: (retries, cause) => {
         const retryInMs = backoffMs(retries);
-        log('warn', 'redis connection failed', { attempt: retries + 1, retryInMs, error: cause.message });
+        log.warn({ attempt: retries + 1, retryInMs, error: cause.message }, 'redis connection failed');
         return retryInMs;
       },
     },
@@ -96,7 +96,7 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
       const sweep = Date.now() - connectedSince >= MEMBER_TTL_MS;
       onTick(await state.tick(sweep));
     } catch (err) {
-      log('warn', 'backplane heartbeat failed', { error: String(err) });
+      log.warn({ err }, 'backplane heartbeat failed');
     } finally {
       ticking = false;
     }
@@ -105,13 +105,13 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
   const onReady = (): void => {
     if (!isConnected() || connectedSince !== undefined) return;
     connectedSince = Date.now();
-    log('info', 'redis connected', { redis: endpoint(config.url), keyPrefix: config.keyPrefix });
+    log.info({ redis: endpoint(config.url), keyPrefix: config.keyPrefix }, 'redis connected');
     void tick(); // re-register own members at once after an outage
   };
   const onDown = (): void => {
     if (connectedSince === undefined || isConnected()) return;
     connectedSince = undefined;
-    log('warn', 'redis connection lost, serving local sockets only until it is back');
+    log.warn('redis connection lost, serving local sockets only until it is back');
   };
   for (const client of [stateClient, adapterClient]) {
     client.on('ready', onReady);
@@ -137,7 +137,7 @@ export function createBackplane(config: RedisConfig, log: LogFn): Backplane {
       clearInterval(timer);
       onTick = undefined;
       await state.release().catch((err: unknown) => {
-        log('warn', 'could not release members, they will expire', { error: String(err) });
+        log.warn({ err }, 'could not release members, they will expire');
       });
     },
     async close() {

@@ -41,10 +41,13 @@ export function dropWhenStalled(
     if (waiting <= limitBytes || dropped) return;
     dropped = true;
     metrics.slowClientsDisconnected.add(1);
-    log('warn', 'disconnecting a client that does not read', {
-      role: socket.data.role,
-      waitingBytes: waiting,
-    });
+    log.warn(
+      {
+        role: socket.data.role,
+        waitingBytes: waiting,
+      },
+      'disconnecting a client that does not read',
+    );
     // Not a close handshake: that would wait for the very client that does not read.
     if (tcp) tcp.destroy();
     else conn.close(true);

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { createClient } from '@redis/client';
 import type { ChatMessage } from '../protocol.js';
 import { backoffMs } from './backplane.js';
-import type { LogFn } from './log.js';
+import type { Log } from './log.js';
 import { chatMessage } from './redis-state.js';
 
 export interface ChatRelay {
@@ -31,7 +31,7 @@ const BLOCK_MS = 2000;
 export function startChatRelay(options: {
   url: string;
   stream: string;
-  log: LogFn;
+  log: Log;
   onBatch: (messages: ChatMessage[]) => void;
 }): ChatRelay {
   const { url, stream, log, onBatch } = options;
@@ -76,7 +76,7 @@ export function startChatRelay(options: {
         if (reply !== null && read.length === 0) throw new Error('unexpected XREAD answer');
       } catch (err) {
         if (!running) return;
-        if (failures++ === 0) log('warn', 'reading the chat stream failed', { error: String(err) });
+        if (failures++ === 0) log.warn({ err }, 'reading the chat stream failed');
         await new Promise((r) => setTimeout(r, backoffMs(failures)));
       }
     }

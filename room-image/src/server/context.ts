@@ -5,7 +5,7 @@ import type { ChatFanout } from './chat-fanout.js';
 import type { RoomConfig } from './config.js';
 import type { Media } from './media.js';
 import type { MeshEvents } from './upstream.js';
-import type { LogFn } from './log.js';
+import type { Log } from './log.js';
 import type { RoomMetrics } from './metrics.js';
 import type { RoomState } from './state.js';
 
@@ -15,7 +15,7 @@ export interface RoomContext {
   state: RoomState;
   metrics: RoomMetrics;
   io: RoomServer;
-  log: LogFn;
+  log: Log;
   /** SFU rooms: this replica's media relay and the connections of its sockets with it. */
   media: Media | undefined;
   isShuttingDown(): boolean;

@@ -82,7 +82,7 @@ export function guardSocket(
       else metrics.reject('flood'); // no reply per dropped packet: a flood must not be amplified
       if (floodRejections >= flood.disconnectAfter) {
         floodDisconnected = true;
-        log('warn', 'disconnecting flooding socket', { role });
+        log.warn({ role }, 'disconnecting flooding socket');
         socket.disconnect(true);
       }
       return;
@@ -106,7 +106,7 @@ export function guardSocket(
         if (args.length > (ack ? 2 : 1)) return reject('invalid_payload', event, ack);
         fn(payload, ack).catch((err: unknown) => {
           // In practice the shared state (Redis) could not be reached: answer, never crash.
-          log('warn', 'handler failed', { event, error: String(err) });
+          log.warn({ event, err }, 'handler failed');
           reject('unavailable', event, ack);
         });
       });

@@ -13,7 +13,7 @@
  * counts as activity, so a room that was just woken up is not idle from the past.
  */
 import type { Request, Response } from 'express';
-import type { LogFn } from './log.js';
+import type { Log } from './log.js';
 import { Script, type CommandClient } from './redis-scripts.js';
 import type { RoomState } from './state.js';
 
@@ -97,7 +97,7 @@ export interface RoomLive {
 export function createLive(ctx: {
   state: Pick<RoomState, 'presence'>;
   activity: ActivityStore;
-  log: LogFn;
+  log: Log;
   now?: () => number;
 }): RoomLive {
   const now = ctx.now ?? Date.now;
@@ -118,7 +118,7 @@ export function createLive(ctx: {
       warned = false;
     } catch (err) {
       // Redis unreachable: the backplane logs the cause; say it once here
-      if (!warned) ctx.log('warn', 'could not record room activity', { error: String(err) });
+      if (!warned) ctx.log.warn({ err }, 'could not record room activity');
       warned = true;
     }
   };
@@ -127,7 +127,7 @@ export function createLive(ctx: {
     ctx.activity.touch().then(
       () => (recorded = true),
       (err: unknown) => {
-        if (!warned) ctx.log('warn', 'could not record room activity', { error: String(err) });
+        if (!warned) ctx.log.warn({ err }, 'could not record room activity');
         warned = true;
       },
     );

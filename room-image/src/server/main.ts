@@ -4,17 +4,19 @@
  * spawns no child processes, so there are no zombies to reap.
  */
 import { ConfigError, loadConfig } from './config.js';
-import { jsonLogger as log, startServer } from './server.js';
+import { createLogger, startServer } from './server.js';
+
+const log = createLogger();
 
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig(process.env, (variable, message) =>
-      log('warn', `configuration adjusted: ${variable} ${message}`, { variable }),
+      log.warn({ variable }, `configuration adjusted: ${variable} ${message}`),
     );
   } catch (err) {
     if (err instanceof ConfigError) {
-      log('error', `invalid configuration: ${err.message}`, { variable: err.variable });
+      log.error({ variable: err.variable }, `invalid configuration: ${err.message}`);
       process.exit(2);
     }
     throw err;
@@ -24,30 +26,33 @@ async function main(): Promise<void> {
   // are told to reconnect, but keep well inside the grace period.
   const drainMs = Math.min(3000, Math.floor(timeoutMs / 4));
   const server = await startServer(config, { drainMs, log });
-  log('info', 'room server listening', {
-    port: server.port,
-    metricsPort: server.metricsPort,
-    room: config.roomName,
-    namespace: config.roomNamespace,
-    private: config.viewerKey !== undefined,
-  });
+  log.info(
+    {
+      port: server.port,
+      metricsPort: server.metricsPort,
+      room: config.roomName,
+      namespace: config.roomNamespace,
+      private: config.viewerKey !== undefined,
+    },
+    'room server listening',
+  );
 
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log('info', 'shutting down', { signal });
+    log.info({ signal }, 'shutting down');
     setTimeout(() => {
-      log('error', 'shutdown timed out, exiting');
+      log.error('shutdown timed out, exiting');
       process.exit(1);
     }, timeoutMs).unref();
     server.close().then(
       () => {
-        log('info', 'shutdown complete');
+        log.info('shutdown complete');
         process.exit(0);
       },
       (err: unknown) => {
-        log('error', 'shutdown failed', { error: String(err) });
+        log.error({ err }, 'shutdown failed');
         process.exit(1);
       },
     );
@@ -57,6 +62,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  log('error', 'fatal', { error: String(err) });
+  log.error({ err }, 'fatal');
   process.exit(1);
 });

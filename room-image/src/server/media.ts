@@ -65,7 +65,7 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log' | 'st
       if (peers.get(socket.id)?.pc === pc && socket.connected) send(socket, pc, { type: 'offer', sdp });
     } catch (err) {
       // The relay is down (it says so on restart) or full: the viewer stays without video.
-      log('warn', 'could not offer the stream to a viewer', { error: String(err) });
+      log.warn({ err }, 'could not offer the stream to a viewer');
     }
   };
 
@@ -158,11 +158,11 @@ export function createMedia(ctx: Pick<RoomContext, 'config' | 'io' | 'log' | 'st
         return undefined;
       } catch (err) {
         if (err instanceof RelayError && ['bad_sdp', 'too_many_tracks', 'bad_request'].includes(err.code)) {
-          log('info', 'the media relay refused a signal', { role, code: err.code, error: err.message });
+          log.info({ role, code: err.code, error: err.message }, 'the media relay refused a signal');
           return 'invalid_payload';
         }
         if (err instanceof RelayError && err.code === 'unknown_peer') return 'unknown_target';
-        log('warn', 'media relay request failed', { role, error: String(err) });
+        log.warn({ role, err }, 'media relay request failed');
         return 'media_unavailable';
       }
     },

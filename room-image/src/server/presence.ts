@@ -53,7 +53,7 @@ export function presencePublisher(
   const schedule = (): void => {
     if (timer) return;
     timer = setTimeout(() => {
-      run().catch((err: unknown) => ctx.log('warn', 'presence failed', { error: String(err) }));
+      run().catch((err: unknown) => ctx.log.warn({ err }, 'presence failed'));
     }, PRESENCE_COALESCE_MS);
     timer.unref();
   };

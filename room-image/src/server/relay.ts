@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { ChildRpc, RpcError } from './child-rpc.js';
 import type { RelayConfig } from './config.js';
-import type { LogFn } from './log.js';
+import type { Log } from './log.js';
 
 export { RpcError as RelayError };
 
@@ -74,7 +74,7 @@ export class RelayProcess extends EventEmitter<RelayEvents> {
 
   constructor(
     private readonly config: RelayConfig,
-    private readonly log: LogFn,
+    private readonly log: Log,
     private readonly maxPeers: number,
   ) {
     super();
@@ -110,7 +110,7 @@ export class RelayProcess extends EventEmitter<RelayEvents> {
     child.on('exit', (code, signal) =>
       this.exited(rpc, signal ? `killed by ${signal}` : `exited with ${code}`),
     );
-    rpc.on('unreadable', (line) => this.log('warn', 'unreadable line from the media relay', { line }));
+    rpc.on('unreadable', (line) => this.log.warn({ line }, 'unreadable line from the media relay'));
     rpc.on('event', (e) => this.onEvent(e as RelayEvent));
   }
 
@@ -146,7 +146,7 @@ export class RelayProcess extends EventEmitter<RelayEvents> {
     switch (e.event) {
       case 'ready':
         this.up = true;
-        this.log('info', 'media relay listening', { udpPort: e.udpPort, tcpPort: e.tcpPort, pid: this.pid });
+        this.log.info({ udpPort: e.udpPort, tcpPort: e.tcpPort, pid: this.pid }, 'media relay listening');
         this.emit('up', { udpPort: e.udpPort ?? 0, tcpPort: e.tcpPort ?? 0 });
         break;
       case 'candidate':
@@ -167,7 +167,7 @@ export class RelayProcess extends EventEmitter<RelayEvents> {
     if (this.stopping) return;
     this.restarts++;
     if (Date.now() - this.startedAt > STABLE_MS) this.restartDelay = RESTART_MIN_MS;
-    this.log('warn', 'media relay stopped, restarting', { reason, retryInMs: this.restartDelay });
+    this.log.warn({ reason, retryInMs: this.restartDelay }, 'media relay stopped, restarting');
     if (wasUp) this.emit('down', reason);
     this.restartTimer = setTimeout(() => this.start(), this.restartDelay);
     this.restartDelay = Math.min(this.restartDelay * 2, RESTART_MAX_MS);

@@ -14,7 +14,7 @@ import type { RoomContext, RoomServer, RoomSocket } from './context.js';
 import { DEFAULT_FLOOD, guardSocket, type FloodLimits } from './guard.js';
 import { createApp, createMetricsApp, transportsFor } from './http.js';
 import { createLive, MemoryActivity, RedisActivity } from './live.js';
-import { jsonLogger, type LogFn } from './log.js';
+import { createLogger, type Log } from './log.js';
 import { createMedia, type Media } from './media.js';
 import { RoomMetrics } from './metrics.js';
 import { originGuard } from './origin.js';
@@ -26,7 +26,7 @@ import { chatStreamName } from './redis-state.js';
 import { startChatRelay, type ChatRelay } from './chat-relay.js';
 
 export { keysMatch } from './auth.js';
-export { jsonLogger, type LogFn } from './log.js';
+export { createLogger, type Log } from './log.js';
 
 export interface ServerOptions {
   /** Directory with the built client (index.html and hashed assets). Defaults to dist/public. */
@@ -44,7 +44,7 @@ export interface ServerOptions {
   metricsPort?: number;
   /** Milliseconds between announcing shutdown and disconnecting clients. */
   drainMs?: number;
-  log?: LogFn;
+  log?: Log;
   /** Per-socket message budget (token bucket). */
   flood?: FloodLimits;
   /** How long a joined socket filters out what its history had (see chat-fanout.ts). */
@@ -71,7 +71,7 @@ export interface RunningServer {
 const defaultPublicDir = (): string => fileURLToPath(new URL('../public/', import.meta.url));
 
 export async function startServer(config: RoomConfig, options: ServerOptions = {}): Promise<RunningServer> {
-  const log = options.log ?? jsonLogger;
+  const log = options.log ?? createLogger();
   const backplane: Backplane | undefined = config.redis ? createBackplane(config.redis, log) : undefined;
   const state = backplane?.state ?? options.state ?? new MemoryRoomState();
   const publicDir = options.publicDir ?? defaultPublicDir();
@@ -148,7 +148,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
       ? {
           publish: (messages) =>
             void backplane.state.publishChat(relay!.origin, messages).catch((err: unknown) => {
-              log('warn', 'publishing chat to the other replicas failed', { error: String(err) });
+              log.warn({ err }, 'publishing chat to the other replicas failed');
             }),
         }
       : {}),
@@ -180,7 +180,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
   io.use(handshake(ctx));
   io.on('connection', (socket) => {
     void onConnection(ctx, socket, flood).catch((err: unknown) => {
-      log('warn', 'connection handler failed', { error: String(err) });
+      log.warn({ err }, 'connection handler failed');
       socket.disconnect(true);
     });
   });
@@ -188,7 +188,7 @@ export async function startServer(config: RoomConfig, options: ServerOptions = {
     track(
       applyTick(ctx, r).then(
         (changed) => (changed ? presence.publish() : presence.refresh()),
-        (err: unknown) => log('warn', 'applying the heartbeat failed', { error: String(err) }),
+        (err: unknown) => log.warn({ err }, 'applying the heartbeat failed'),
       ),
     );
   });
@@ -257,9 +257,7 @@ async function onConnection(ctx: RoomContext, socket: RoomSocket, flood: FloodLi
   socket.on('disconnect', () => {
     ctx.chat.leave(socket);
     ctx.track(
-      leaveRoom(ctx, socket).catch((err: unknown) =>
-        ctx.log('warn', 'disconnect handler failed', { error: String(err) }),
-      ),
+      leaveRoom(ctx, socket).catch((err: unknown) => ctx.log.warn({ err }, 'disconnect handler failed')),
     );
   });
 

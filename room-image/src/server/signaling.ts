@@ -110,7 +110,7 @@ export async function joinRoom(
     socket.emit('welcome', media ? welcome : { ...welcome, viewers: await state.viewerIds() });
     welcomed();
     await media?.join(socket);
-    ctx.log('info', 'broadcaster connected');
+    ctx.log.info('broadcaster connected');
   } else {
     socket.emit('welcome', welcome);
     welcomed();

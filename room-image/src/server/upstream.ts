@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { RoomServer, RoomSocket } from './context.js';
-import type { LogFn } from './log.js';
+import type { Log } from './log.js';
 import type { IceCandidate, RelayProcess } from './relay.js';
 import type { RoomState } from './state.js';
 
@@ -46,7 +46,7 @@ export interface Mesh {
   close(): void;
 }
 
-export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: RelayProcess; log: LogFn }): Mesh {
+export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: RelayProcess; log: Log }): Mesh {
   const { io, state, relay, log } = ctx;
   const self = randomBytes(8).toString('base64url');
   /** This replica's pull: whom it asked (the broadcaster's socket), and from which replica the offer came. */
@@ -74,7 +74,7 @@ export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: Relay
     if (!upstream) return;
     const { pull, from } = upstream;
     upstream = undefined;
-    log('info', 'dropping the pulled stream', { reason });
+    log.info({ reason }, 'dropping the pulled stream');
     void relay.request('close', { peer: UP + pull }).catch(() => undefined);
     if (from) emit('media:drop', { to: from, pull });
   };
@@ -97,7 +97,7 @@ export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: Relay
     if (upstream) return;
     const pull = randomBytes(8).toString('base64url');
     upstream = { pull, broadcaster: broadcaster!, connected: false, at: Date.now() };
-    log('info', "pulling the stream from the broadcaster's replica", { pull });
+    log.info({ pull }, "pulling the stream from the broadcaster's replica");
     emit('media:pull', { from: self, pull });
   };
 
@@ -108,7 +108,7 @@ export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: Relay
     }
     checking = true;
     check()
-      .catch((err: unknown) => log('warn', 'checking the pulled stream failed', { error: String(err) }))
+      .catch((err: unknown) => log.warn({ err }, 'checking the pulled stream failed'))
       .finally(() => {
         checking = false;
         if (again) {
@@ -127,7 +127,7 @@ export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: Relay
       served.set(m.pull, m.from);
       const { sdp } = await relay.request<{ sdp: string }>('subscribe', { peer: PULL + m.pull });
       emit('media:offer', { to: m.from, from: self, pull: m.pull, sdp });
-    })().catch((err: unknown) => log('warn', 'serving a pull failed', { error: String(err) }));
+    })().catch((err: unknown) => log.warn({ err }, 'serving a pull failed'));
   });
   io.on('media:offer', (m) => {
     if (m.to !== self || upstream?.pull !== m.pull || upstream.from) return;
@@ -136,7 +136,7 @@ export function createMesh(ctx: { io: RoomServer; state: RoomState; relay: Relay
       .request<{ sdp: string }>('publish', { peer: UP + m.pull, sdp: m.sdp })
       .then(({ sdp }) => emit('media:answer', { to: m.from, pull: m.pull, sdp }))
       .catch((err: unknown) => {
-        log('warn', 'taking the pulled stream failed', { error: String(err) });
+        log.warn({ err }, 'taking the pulled stream failed');
         drop('publish failed');
       });
   });
