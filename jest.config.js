@@ -16,7 +16,7 @@ export default {
     project('operator'),
     project('room-image'),
     project('e2e'),
-    // Pods with real containers (e2e/scripts/cluster.sh): one cluster per machine, run on its own
+    // Pods with real containers (e2e/src/cluster/dev.ts): one cluster per machine, run on its own
     // after the others (npm test runs it as a second jest pass).
     project('e2e-real', { roots: ['<rootDir>/e2e/real'] }, 'e2e'),
     // Benchmarks (npm run bench:operator), never part of npm test.

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, expect, it } from '@jest/globals';
-import { REPO_DIR, startCluster, type Cluster } from '../src/cluster.js';
+import { REPO_DIR, startCluster, type Cluster, type ClusterOptions } from '../src/cluster.js';
 import {
   baselineRow,
   fleetTable,
@@ -29,17 +29,10 @@ const rows: FleetRow[] = [];
 let cluster: Cluster | undefined;
 let operator: OperatorProcess | undefined;
 
-async function cluster_(rooms: number, env: Record<string, string> = {}): Promise<Cluster> {
+async function cluster_(rooms: number, options: ClusterOptions = {}): Promise<Cluster> {
   // two pods per room (the room and its Redis), 250 per simulated node
   const nodes = Math.max(2, Math.ceil((rooms * 2) / 250) + 1);
-  const c = await startCluster({
-    env: {
-      STREAMROOM_KWOK_NODES: String(nodes),
-      STREAMROOM_KWOK_NODE_PODS: '250',
-      STREAMROOM_HPA_SYNC_PERIOD: '15s',
-      ...env,
-    },
-  });
+  const c = await startCluster({ kwokNodes: nodes, kwokNodePods: 250, hpaSyncPeriod: '15s', ...options });
   await installCrd(c);
   await c.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=60s']);
   return c;
@@ -92,7 +85,7 @@ it('the operator with 1, 100 and 1,000 rooms', async () => {
 
 it('100 rooms with the control plane at its default rate limits', async () => {
   const n = Math.min(100, LARGEST);
-  cluster = await cluster_(n, { STREAMROOM_CONTROL_PLANE_QPS: 'default' });
+  cluster = await cluster_(n, { controlPlaneQps: 'default' });
   operator = await spawnOperator(cluster, { args: ['--log-level', 'warn'] });
   rows.push(
     await operatorRow(cluster, operator, 'defaults', n, {

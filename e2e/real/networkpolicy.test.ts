@@ -1,4 +1,4 @@
-// NetworkPolicy is enforced for pods with real containers (e2e/scripts/cluster.sh; on the local cluster
+// NetworkPolicy is enforced for pods with real containers (e2e/src/cluster/dev.ts; on the local cluster
 // by kube-router's policy controller on the real node, see e2e/cluster/README.md): what per-room
 // isolation rests on. Two namespaces stand for two rooms, each with a tiny HTTP server and a client
 // (streamroom/nettest, e2e/cluster/node/nettest); every check is a request made from inside a pod.
@@ -6,18 +6,19 @@
 //   - default-deny ingress in B plus "allow from namespace B": A -> B is refused, B -> B still works;
 //   - an egress policy on B's client allowing only DNS and B's server: the client resolves names and
 //     reaches B's server (by pod IP and through its Service), nothing else (A's server, the API server).
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
-  E2E_DIR,
   eventually,
+  loadImages,
   runCommand,
   startRealCluster,
+  tagImage,
   type Cluster,
   type CommandResult,
 } from '../src/cluster.js';
+import { nodeImageTar } from '../src/cluster/artifacts.js';
 
 const IMAGE = 'streamroom/nettest:0.1.0';
 const RUN = `${process.pid}`;
@@ -95,24 +96,10 @@ async function expectBlocked(ns: string, pod: string, url: string): Promise<numb
 
 /** streamroom/nettest into the cluster's node(s): the local cluster's containerd, or kind's. */
 async function loadNettest(): Promise<void> {
-  const env = { ...process.env, STREAMROOM_CLUSTER_DIR: cluster.dir };
-  const cmds: [string, string[]][] = existsSync(path.join(cluster.dir, 'pids'))
-    ? [['bash', [path.join(E2E_DIR, 'cluster', 'load-images.sh'), 'nettest']]]
-    : [
-        ['docker', ['load', '-i', imageTar()]],
-        ['bash', [path.join(E2E_DIR, 'scripts', 'cluster.sh'), 'tag', IMAGE, IMAGE]],
-      ];
-  for (const [bin, args] of cmds) {
-    const r = await runCommand(bin, args, env);
-    if (r.code !== 0) throw new Error(`${bin} ${args.join(' ')} failed:\n${r.stderr.slice(-3000)}`);
-  }
-}
-function imageTar(): string {
-  const r = spawnSync('bash', [path.join(E2E_DIR, 'cluster', 'node', 'image.sh'), 'nettest'], {
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`e2e/cluster/node/image.sh nettest failed:\n${r.stderr}`);
-  return r.stdout.trim();
+  if (existsSync(path.join(cluster.dir, 'pids'))) return loadImages(cluster, ['nettest']);
+  const r = await runCommand('docker', ['load', '-i', await nodeImageTar('nettest')], process.env);
+  if (r.code !== 0) throw new Error(`docker load of the nettest image failed:\n${r.stderr.slice(-3000)}`);
+  await tagImage(IMAGE, IMAGE);
 }
 
 beforeAll(async () => {

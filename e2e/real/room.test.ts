@@ -1,4 +1,4 @@
-// End to end on a cluster whose pods run real containers (e2e/scripts/cluster.sh: the local cluster
+// End to end on a cluster whose pods run real containers (e2e/src/cluster/dev.ts: the local cluster
 // with a real node, or kind): the operator runs in the cluster from its image (Helm chart), rooms are
 // applied as a user would, and real Chromium pages and the Go viewer swarm stream and chat through the
 // URL from the room's status. Media goes through the cluster's media path: the node's address and the
@@ -21,7 +21,7 @@ import {
   waitForFrames,
 } from '../../room-image/test/browser-helpers.js';
 import { Swarm } from '../../room-image/src/bench/swarm.js';
-import { eventually, REPO_DIR, runCommand, startRealCluster, type Cluster } from '../src/cluster.js';
+import { eventually, REPO_DIR, runCommand, startRealCluster, tagImage, type Cluster } from '../src/cluster.js';
 import { roomManifest } from '../src/operator.js';
 
 const NS = 'e2e-rooms';
@@ -353,12 +353,7 @@ describe('rooms on a cluster with real containers', () => {
     const url = await readyRoom('roll', '1/1');
     const image = (await jsonpath('deployment', 'roll', '{.spec.template.spec.containers[0].image}')) ?? '';
     const next = `${image.split(':')[0]}:e2e-rollout`;
-    const loaded = await runCommand(
-      'bash',
-      [path.join(REPO_DIR, 'e2e', 'scripts', 'cluster.sh'), 'tag', image, next],
-      process.env,
-    );
-    if (loaded.code !== 0) throw new Error(`cluster.sh tag failed:\n${loaded.stderr}`);
+    await tagImage(image, next);
 
     let ok = 0;
     const failures: string[] = [];

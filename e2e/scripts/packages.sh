@@ -4,9 +4,9 @@
 
 # <what>=<package>: <what> is a command on PATH, or absolute paths (any of them, `|`-separated).
 # npm test: the browser tests, the Argo CD health check (lua), the backplane tests (redis-server),
-# the cluster's certificates (openssl).
+# the cluster's certificates (openssl), npm run lint (shellcheck).
 # shellcheck disable=SC2034 # used by the scripts that source this file
-TEST_PACKAGES=(chromium=chromium lua5.4=lua5.4 redis-server=redis-server openssl=openssl)
+TEST_PACKAGES=(chromium=chromium lua5.4=lua5.4 redis-server=redis-server openssl=openssl shellcheck=shellcheck)
 # the real node of the local cluster (e2e/cluster/node/node.sh); ipset for kube-router's network
 # policy controller, nft for the node's rule that rejects pod traffic to Services without endpoints
 NODE_PACKAGES=(containerd=containerd ctr=containerd containerd-shim-runc-v2=containerd runc=runc

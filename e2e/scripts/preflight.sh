@@ -1,4 +1,5 @@
-# Sourced by start.sh, test.sh and cluster.sh: checks what the machine needs and installs what it can.
+# shellcheck shell=bash
+# Sourced by start.sh and test.sh: checks what the machine needs and installs what it can.
 # As root on Debian, missing packages are installed with apt-get (packages.sh); otherwise the script
 # stops at once, saying exactly what to install.
 log() { echo "streamroom: $*" >&2; }
@@ -32,22 +33,19 @@ need_node_modules() {
   fi
 }
 
-# The binaries of the local control plane, built once from the Go module proxy and cached; extra
-# tools as arguments (e.g. the real node's kubelet kube-proxy coredns crictl).
-CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server helm)
-NODE_TOOLS=(kubelet kube-proxy coredns crictl kube-router)
+# The real node's binaries (the control plane's are always built; e2e/src/build/tools.ts).
+# shellcheck disable=SC2034 # (used by test.sh)
+NODE_TOOLS=(--real-node)
 
-# cluster_mode: which cluster has real containers (e2e/scripts/cluster.sh): STREAMROOM_CLUSTER, else
+# cluster_mode: which cluster has real containers (e2e/src/cluster/dev.ts): STREAMROOM_CLUSTER, else
 # kind when the kind command exists, else local.
 cluster_mode() { echo "${STREAMROOM_CLUSTER:-$(command -v kind >/dev/null 2>&1 && echo kind || echo local)}"; }
+# build_cluster [--real-node]: the local Kubernetes, built once from the Go module proxy and cached;
+# the kubectl and helm built with it go first on PATH (kubectl of the API server's version).
 build_cluster() {
   need_go
-  bash e2e/cluster/build.sh "${CLUSTER_TOOLS[@]}" "$@" >&2 || die "building the local Kubernetes failed (see above)"
-  # Use the kubectl and helm built with the cluster (kubectl of the API server's version).
-  local bin
-  for bin in kubectl helm; do
-    bin=$(source e2e/cluster/lib.sh && tool_bin "$bin")
-    PATH="$(dirname "$bin"):$PATH"
-  done
+  local paths
+  paths="$(node --import tsx e2e/src/build/cli.ts tools --print-paths "$@")" || die "building the local Kubernetes failed (see above)"
+  PATH="$(dirname "$(grep '/kubectl$' <<<"$paths")"):$(dirname "$(grep '/helm$' <<<"$paths")"):$PATH"
   export PATH
 }

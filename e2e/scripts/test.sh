@@ -3,7 +3,7 @@
 # Debian) or stops at once saying what to install. Arguments go to jest (e.g. a file name filter).
 # shellcheck source=errors.sh
 source "$(dirname "${BASH_SOURCE[0]}")/errors.sh" # set -Eeuo pipefail; says what failed
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit
 # shellcheck source=preflight.sh
 source e2e/scripts/preflight.sh
 
@@ -30,7 +30,7 @@ log "go test (the media relay and the viewer swarm)"
 (cd room-image/media && go test -count=1 ./...)
 
 # Two jest passes: everything that runs beside each other, then the suite whose pods run real
-# containers (one such cluster per machine; it brings the cluster up itself, see e2e/scripts/cluster.sh).
+# containers (one such cluster per machine; it brings the cluster up itself, see e2e/src/cluster/dev.ts).
 # Jest arguments (e.g. a file filter) go to both; STREAMROOM_REAL_E2E=0 skips the second pass.
 reports=()
 trap 'rm -f "${reports[@]}"' EXIT
@@ -48,6 +48,7 @@ pass "unit, room server, control plane" --selectProjects operator room-image e2e
 if [[ "${STREAMROOM_REAL_E2E:-1}" != 0 ]]; then
   pass "real containers" --selectProjects e2e-real --runInBand --passWithNoTests "$@"
 fi
+# shellcheck disable=SC2016 # (JavaScript, not shell)
 node -e '
   let passed = 0, failed = 0;
   for (const f of process.argv.slice(1)) {

@@ -1,15 +1,16 @@
-// Starts and stops the local control plane of e2e/cluster for a test file, and runs kubectl against it.
-import { execFile, spawn, spawnSync } from 'node:child_process';
+// The local cluster for tests (e2e/src/cluster/: started in this process, stopped by stop() or, if
+// the test process dies first, by a watchdog), and kubectl against it.
 import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { E2E_DIR, isTool, REPO_DIR, toolPath } from './cluster/artifacts.js';
+import { configFromEnv, mergeSettings, resolveConfig, type ClusterSettings } from './cluster/config.js';
+import { down } from './cluster/down.js';
+import { describeError, progress, runCommand as run, type CommandResult } from './cluster/exec.js';
+import { up } from './cluster/up.js';
 
-const run = promisify(execFile);
-export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const REPO_DIR = path.resolve(E2E_DIR, '..');
-const CLUSTER = path.join(E2E_DIR, 'cluster');
+export { E2E_DIR, REPO_DIR, type CommandResult };
 
 export interface Cluster {
   dir: string;
@@ -23,19 +24,11 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export interface ClusterOptions {
-  /** Only etcd and kube-apiserver (enough for schema and CEL validation). */
-  apiserverOnly?: boolean;
-  /** Settings for up.sh (e.g. STREAMROOM_KWOK_NODES, STREAMROOM_CONTROL_PLANE_QPS). */
-  env?: Record<string, string>;
-}
-
-/** What a finished command returned. */
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+/**
+ * What the test needs of the cluster (e.g. apiserverOnly, kwokNodes, kwokNodePods, hpaSyncPeriod,
+ * controlPlaneQps); see ClusterSettings in cluster/config.ts.
+ */
+export type ClusterOptions = Omit<ClusterSettings, 'dir' | 'ownerPid' | 'realNode' | 'node'>;
 
 /** Runs a command to its end, whatever its exit code, optionally feeding it standard input. */
 export function runCommand(
@@ -44,20 +37,12 @@ export function runCommand(
   env: NodeJS.ProcessEnv,
   input?: string,
 ): Promise<CommandResult> {
-  return new Promise((resolve) => {
-    const child = execFile(binary, args, { env, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-    );
-    if (input !== undefined) child.stdin?.end(input);
-  });
+  return run(binary, args, { env, ...(input !== undefined ? { input } : {}) });
 }
 
-/** Path of a tool cached by e2e/cluster/build.sh (whether or not it is built yet), or undefined. */
+/** Path of a tool cached by the cluster build (whether or not it is built yet), or undefined. */
 export function cachedTool(tool: string): string | undefined {
-  const probe = spawnSync('bash', ['-c', `source "${CLUSTER}/lib.sh" && tool_bin ${tool}`], {
-    encoding: 'utf8',
-  });
-  return probe.status === 0 ? probe.stdout.trim() || undefined : undefined;
+  return isTool(tool) ? toolPath(tool) : undefined;
 }
 
 function kubectlBinary(): string {
@@ -86,21 +71,19 @@ function withKubectl(dir: string, kubeconfig: string, stop: () => Promise<void>)
   };
 }
 
+/** A cluster of its own for a test file, in a new state dir (torn down when this process exits). */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'streamroom-e2e-'));
-  const env = { ...process.env, ...options.env, STREAMROOM_CLUSTER_DIR: dir };
-  const args = [path.join(CLUSTER, 'up.sh'), '--owner-pid', String(process.pid)];
-  if (options.apiserverOnly) args.push('--apiserver-only');
+  const config = resolveConfig(mergeSettings(configFromEnv(), options, { dir, ownerPid: process.pid }));
+  const lines: string[] = [];
+  const sink = (line: string) => lines.push(line);
   try {
-    await run('bash', args, { env, maxBuffer: 16 << 20 });
+    await up(config, progress('up', sink));
   } catch (err) {
-    const e = err as { stderr?: string };
-    throw new Error(`e2e/cluster/up.sh failed:\n${e.stderr ?? String(err)}`);
+    throw new Error(`starting the cluster failed:\n${lines.join('\n')}\n${describeError(err)}`, { cause: err });
   }
-  const kubeconfig = path.join(dir, 'kubeconfig');
-  readFileSync(kubeconfig); // fails clearly when up.sh did not write it
-  return withKubectl(dir, kubeconfig, async () => {
-    await run('bash', [path.join(CLUSTER, 'down.sh')], { env }).catch(() => undefined);
+  return withKubectl(dir, path.join(dir, 'kubeconfig'), async () => {
+    await down(dir, { log: progress('down', sink), timeoutMs: config.downTimeoutMs }).catch(() => undefined);
   });
 }
 
@@ -129,28 +112,39 @@ export async function eventually<T>(
   }
 }
 
+const CLI = path.join(E2E_DIR, 'src', 'cluster', 'cli.ts');
+const TSX = path.join(REPO_DIR, 'node_modules', '.bin', 'tsx');
+
 /**
- * A cluster whose pods run real containers (e2e/scripts/cluster.sh: the local cluster with a real node,
- * or kind), with this checkout's images and the operator installed by its Helm chart. A cluster that
- * is already up (from `npm start`) is reused and left running; one started here is torn down by stop().
+ * A cluster whose pods run real containers (cluster/dev.ts: the local cluster with a real node, or
+ * kind), with this checkout's images and the operator installed by its Helm chart. A cluster that is
+ * already up (from `npm start`) is reused and left running; one started here is torn down by stop().
+ * (In a process of its own: its long steps' output is shown only when it fails.)
  */
 export async function startRealCluster(): Promise<Cluster> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    STREAMROOM_CLUSTER_DIR: process.env.STREAMROOM_CLUSTER_DIR ?? '/tmp/streamroom-cluster',
-  };
-  const script = path.join(E2E_DIR, 'scripts', 'cluster.sh');
-  const up = await runCommand('bash', [script, 'up'], env);
-  if (up.code !== 0) throw new Error(`e2e/scripts/cluster.sh up failed:\n${up.stderr.slice(-6000)}`);
+  const up = await runCommand(TSX, [CLI, 'real-up'], process.env);
+  if (up.code !== 0) throw new Error(`cli.ts real-up failed:\n${up.stderr.slice(-6000)}`);
   const kubeconfig = /^export KUBECONFIG=(.+)$/m.exec(up.stdout)?.[1];
-  if (!kubeconfig) throw new Error(`e2e/scripts/cluster.sh printed no KUBECONFIG:\n${up.stdout}`);
-  const reused = /already running/.test(up.stderr);
+  if (!kubeconfig) throw new Error(`cli.ts real-up printed no KUBECONFIG:\n${up.stdout}`);
+  const reused = /^export STREAMROOM_CLUSTER_REUSED=1$/m.test(up.stdout);
   return withKubectl(path.dirname(kubeconfig), kubeconfig, async () => {
-    if (!reused) await runCommand('bash', [script, 'down'], env);
+    if (!reused) await runCommand(TSX, [CLI, 'stop'], process.env);
   });
 }
 
-/** The running kube-apiserver of a cluster started by up.sh, to take it away and bring it back. */
+/** Loads images (docker names, tar files, pause, nettest) into the real node of a local cluster. */
+export async function loadImages(cluster: Cluster, images: string[]): Promise<void> {
+  const r = await runCommand(TSX, [CLI, 'load-images', '--dir', cluster.dir, ...images], process.env);
+  if (r.code !== 0) throw new Error(`cli.ts load-images ${images.join(' ')} failed:\n${r.stderr.slice(-3000)}`);
+}
+
+/** Tags a docker image and loads it under the new name into the cluster's nodes (local or kind). */
+export async function tagImage(from: string, to: string): Promise<void> {
+  const r = await runCommand(TSX, [CLI, 'tag', from, to], process.env);
+  if (r.code !== 0) throw new Error(`cli.ts tag ${from} ${to} failed:\n${r.stderr.slice(-3000)}`);
+}
+
+/** The running kube-apiserver of a local cluster, to take it away and bring it back. */
 export interface ApiServerControl {
   /** SIGSTOP: the process and its open connections hang, as on a frozen machine. */
   pause(): void;
@@ -195,7 +189,7 @@ export function apiServerControl(cluster: Cluster): ApiServerControl {
     start() {
       const log = openSync(path.join(cluster.dir, 'logs', 'kube-apiserver.log'), 'a');
       const child = spawn(argv[0] ?? 'kube-apiserver', argv.slice(1), {
-        detached: true, // a process group of its own, which down.sh stops
+        detached: true, // a process group of its own, which down stops
         stdio: ['ignore', log, log],
       });
       child.unref();

@@ -1,28 +1,25 @@
-// Helm for the chart tests: the `helm` on PATH, else the one e2e/cluster/build.sh builds from the Go
+// Helm for the chart tests: the `helm` on PATH, else the one e2e/src/build/tools.ts builds from the Go
 // module proxy (built on first use, then cached like the cluster's other tools).
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { cachedTool, E2E_DIR, REPO_DIR, runCommand, type Cluster } from './cluster.js';
+import { buildTools } from './build/tools.js';
+import { REPO_DIR, runCommand, type Cluster } from './cluster.js';
 
-const run = promisify(execFile);
 export const CHART_DIR = path.join(REPO_DIR, 'charts', 'streamroom-operator');
 
 /** Path of a working helm: on PATH, or the cached build (building it when missing). */
 export async function helmBinary(): Promise<string> {
   if (spawnSync('helm', ['version', '--short'], { stdio: 'ignore' }).status === 0) return 'helm';
-  const build = path.join(E2E_DIR, 'cluster', 'build.sh');
+  const lines: string[] = [];
   try {
-    await run('bash', [build, 'helm'], { maxBuffer: 16 << 20 });
+    const [built] = await buildTools(['helm'], { log: (l) => lines.push(l) });
+    if (!built) throw new Error('no helm in the build result');
+    return built.path;
   } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`e2e/cluster/build.sh helm failed:\n${e.stdout ?? ''}${e.stderr ?? String(err)}`);
+    throw new Error(`building helm (e2e/src/build/tools.ts) failed:\n${lines.join('\n')}`, { cause: err });
   }
-  const built = cachedTool('helm');
-  if (!built) throw new Error('cannot locate the helm that e2e/cluster/build.sh built');
-  return built;
 }
 
 /** A helm runner against the cluster, with its config, cache and data kept in the cluster's state dir. */

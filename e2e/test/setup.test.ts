@@ -26,6 +26,7 @@ const HIDDEN: Record<string, string> = {
   chromium: 'chromium',
   'lua5.4': 'lua5.4',
   'redis-server': 'redis-server',
+  shellcheck: 'shellcheck',
   docker: 'docker.io',
   dockerd: 'docker.io',
 };
@@ -89,8 +90,8 @@ describeRoot('as root, with the packages hidden', () => {
     const installLine = (stderr: string) =>
       /install them with: sudo apt-get install -y (.*)$/m.exec(stderr)?.[1];
 
-    it('e2e/cluster/up.sh --real-node (the path of the fresh-machine failure)', () => {
-      const r = runHidden('bash e2e/cluster/up.sh --real-node', noApt);
+    it('cli.ts up --real-node (the path of the fresh-machine failure)', () => {
+      const r = runHidden('node --import tsx e2e/src/cluster/cli.ts up --real-node', noApt);
       expect(r.code).not.toBe(0);
       expect(installLine(r.stderr)).toBe(NODE_PACKAGES);
       expect(r.stderr).toMatch(
@@ -98,8 +99,8 @@ describeRoot('as root, with the packages hidden', () => {
       );
     });
 
-    it('npm start (e2e/scripts/cluster.sh up), before building anything', () => {
-      const r = runHidden('bash e2e/scripts/cluster.sh up', noApt);
+    it('npm start (e2e/scripts/start.sh), before building anything', () => {
+      const r = runHidden('bash e2e/scripts/start.sh', noApt);
       expect(r.code).not.toBe(0);
       expect(installLine(r.stderr)).toBe(`${NODE_PACKAGES} docker.io`);
       expect(r.stderr).not.toMatch(/building|== \[/);
@@ -108,12 +109,12 @@ describeRoot('as root, with the packages hidden', () => {
     it('npm test (e2e/scripts/test.sh), before building anything', () => {
       const r = runHidden('bash e2e/scripts/test.sh', noApt);
       expect(r.code).not.toBe(0);
-      expect(installLine(r.stderr)).toBe(`chromium lua5.4 redis-server ${NODE_PACKAGES} docker.io`);
+      expect(installLine(r.stderr)).toBe(`chromium lua5.4 redis-server shellcheck ${NODE_PACKAGES} docker.io`);
       expect(r.stderr).not.toMatch(/building|== \[|jest:/);
     });
 
-    it('e2e/images/build.sh', () => {
-      const r = runHidden('bash e2e/images/build.sh --only redis', noApt);
+    it('the images build (e2e/src/build/cli.ts images)', () => {
+      const r = runHidden('node --import tsx e2e/src/build/cli.ts images --only redis', noApt);
       expect(r.code).not.toBe(0);
       expect(installLine(r.stderr)).toBe('docker.io');
       expect(r.stderr).toMatch(/no Docker engine/);
@@ -148,19 +149,18 @@ done
     const r = runHidden(
       `export PATH="${fakeBin}:$PATH"
        source e2e/scripts/preflight.sh
-       source e2e/cluster/lib.sh
-       source e2e/cluster/node/node.sh
-       STATE=/nonexistent node_settings
        need_packages "\${TEST_PACKAGES[@]}" "\${NODE_PACKAGES[@]}" "\${IMAGE_PACKAGES[@]}"
-       node_preflight
-       echo "cni: $CNI_BIN_DIR"`,
+       node --import tsx --input-type=module -e '
+         const { preflight } = await import("./e2e/src/cluster/node.ts");
+         const { REAL_NODE_DEFAULTS } = await import("./e2e/src/cluster/config.ts");
+         console.log("cni: " + (await preflight(REAL_NODE_DEFAULTS)));'`,
     );
-    expect(r.stderr).toMatch(/installing chromium lua5\.4 redis-server/);
+    expect(r.stderr).toMatch(/installing chromium lua5\.4 redis-server shellcheck/);
     expect(r.code).toBe(0);
     const calls = readFileSync(path.join(fakeBin, 'apt.log'), 'utf8').trim().split('\n');
     expect(calls).toEqual([
       'apt-get update -qq',
-      `apt-get install -y -qq --no-install-recommends chromium lua5.4 redis-server ${NODE_PACKAGES} docker.io`,
+      `apt-get install -y -qq --no-install-recommends chromium lua5.4 redis-server shellcheck ${NODE_PACKAGES} docker.io`,
     ]);
     expect(r.stdout).toMatch(/^cni: \/(usr\/lib\/cni|opt\/cni\/bin)$/m);
   });
@@ -185,7 +185,7 @@ describe('every entry script says what failed', () => {
     .filter((f) => f && readFileSync(path.join(REPO_DIR, f), 'utf8').startsWith('#!/usr/bin/env bash'));
 
   it('finds the entry scripts', () => {
-    expect(scripts).toEqual(expect.arrayContaining(['.ci/run', 'e2e/scripts/test.sh', 'e2e/cluster/up.sh']));
+    expect(scripts).toEqual(expect.arrayContaining(['.ci/run', 'e2e/scripts/test.sh', 'e2e/scripts/start.sh']));
   });
 
   it.each(scripts)('%s sources e2e/scripts/errors.sh before anything else', (file) => {
