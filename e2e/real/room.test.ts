@@ -21,7 +21,7 @@ import {
   waitForFrames,
 } from '../../room-image/test/browser-helpers.js';
 import { Swarm } from '../../room-image/src/bench/swarm.js';
-import { eventually, REPO_DIR, runCommand, startRealCluster, tagImage, type Cluster } from '../src/cluster.js';
+import { eventually, REPO_DIR, startRealCluster, tagImage, type Cluster } from '../src/cluster.js';
 import { roomManifest } from '../src/operator.js';
 
 const NS = 'e2e-rooms';

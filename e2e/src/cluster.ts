@@ -80,7 +80,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   try {
     await up(config, progress('up', sink));
   } catch (err) {
-    throw new Error(`starting the cluster failed:\n${lines.join('\n')}\n${describeError(err)}`, { cause: err });
+    throw new Error(`starting the cluster failed:\n${lines.join('\n')}\n${describeError(err)}`, {
+      cause: err,
+    });
   }
   return withKubectl(dir, path.join(dir, 'kubeconfig'), async () => {
     await down(dir, { log: progress('down', sink), timeoutMs: config.downTimeoutMs }).catch(() => undefined);
@@ -135,7 +137,8 @@ export async function startRealCluster(): Promise<Cluster> {
 /** Loads images (docker names, tar files, pause, nettest) into the real node of a local cluster. */
 export async function loadImages(cluster: Cluster, images: string[]): Promise<void> {
   const r = await runCommand(TSX, [CLI, 'load-images', '--dir', cluster.dir, ...images], process.env);
-  if (r.code !== 0) throw new Error(`cli.ts load-images ${images.join(' ')} failed:\n${r.stderr.slice(-3000)}`);
+  if (r.code !== 0)
+    throw new Error(`cli.ts load-images ${images.join(' ')} failed:\n${r.stderr.slice(-3000)}`);
 }
 
 /** Tags a docker image and loads it under the new name into the cluster's nodes (local or kind). */

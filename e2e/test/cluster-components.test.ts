@@ -120,7 +120,10 @@ describe('ClusterConfig', () => {
   });
 
   it('merges settings, later ones winning, node settings merged', () => {
-    const m = mergeSettings({ kwokNodes: 1, node: { name: 'a' } }, { kwokNodes: 3, node: { ip: '10.0.0.1' } });
+    const m = mergeSettings(
+      { kwokNodes: 1, node: { name: 'a' } },
+      { kwokNodes: 3, node: { ip: '10.0.0.1' } },
+    );
     expect(m).toEqual({ kwokNodes: 3, node: { name: 'a', ip: '10.0.0.1' } });
   });
 });
@@ -250,23 +253,38 @@ describe('PKI', () => {
   it('plans the certificates of a kwok cluster and of a real node', () => {
     const names = (c: ClusterConfig) => pkiPlan(c).certs.map((s) => s.name);
     expect(names(resolveConfig({ apiserverOnly: true }))).not.toContain('kwok-serving');
-    expect(names(resolveConfig({}))).toEqual(expect.arrayContaining(['apiserver', 'admin', 'kwok', 'metrics-server']));
+    expect(names(resolveConfig({}))).toEqual(
+      expect.arrayContaining(['apiserver', 'admin', 'kwok', 'metrics-server']),
+    );
     expect(names(resolveConfig({ realNode: true }))).toEqual(
       expect.arrayContaining(['kubelet', 'kubelet-serving', 'kube-proxy', 'coredns', 'kube-router']),
     );
-    const apiserverCert = pkiPlan(resolveConfig({ realNode: true })).certs.find((s) => s.name === 'apiserver');
+    const apiserverCert = pkiPlan(resolveConfig({ realNode: true })).certs.find(
+      (s) => s.name === 'apiserver',
+    );
     expect(apiserverCert?.ips).toEqual(['127.0.0.1', '10.250.0.1', '10.96.0.1']);
   });
 
   it('builds the openssl command of a leaf certificate', () => {
     const args = certArgs(
       '/p',
-      { name: 'x', ca: 'ca', cn: 'system:node:n', o: ['system:nodes'], usage: ['clientAuth'], ips: ['10.0.0.1'] },
+      {
+        name: 'x',
+        ca: 'ca',
+        cn: 'system:node:n',
+        o: ['system:nodes'],
+        usage: ['clientAuth'],
+        ips: ['10.0.0.1'],
+      },
       30,
     );
     expect(args.slice(0, 8)).toEqual(['req', '-x509', '-new', '-key', '/p/x.key', '-sha256', '-days', '30']);
-    expect(args).toEqual(expect.arrayContaining(['-subj', '/O=system:nodes/CN=system:node:n', '-CA', '/p/ca.crt']));
-    expect(args).toEqual(expect.arrayContaining(['extendedKeyUsage=clientAuth', 'subjectAltName=IP:10.0.0.1']));
+    expect(args).toEqual(
+      expect.arrayContaining(['-subj', '/O=system:nodes/CN=system:node:n', '-CA', '/p/ca.crt']),
+    );
+    expect(args).toEqual(
+      expect.arrayContaining(['extendedKeyUsage=clientAuth', 'subjectAltName=IP:10.0.0.1']),
+    );
     expect(subject('a/b', ['c\\d'])).toBe('/O=c\\\\d/CN=a\\/b');
   });
 
@@ -295,7 +313,11 @@ describe('PKI', () => {
   });
 
   it('says which certificate failed', async () => {
-    const plan = { cas: [], certs: [{ name: 'x', ca: 'nope', cn: 'x', usage: ['clientAuth' as const] }], serviceAccountKey: 'sa' };
+    const plan = {
+      cas: [],
+      certs: [{ name: 'x', ca: 'nope', cn: 'x', usage: ['clientAuth' as const] }],
+      serviceAccountKey: 'sa',
+    };
     await expect(writePki(path.join(tmp, 'bad'), plan)).rejects.toThrow(/certificate x: no CA named nope/);
   });
 });

@@ -109,7 +109,9 @@ describeRoot('as root, with the packages hidden', () => {
     it('npm test (e2e/scripts/test.sh), before building anything', () => {
       const r = runHidden('bash e2e/scripts/test.sh', noApt);
       expect(r.code).not.toBe(0);
-      expect(installLine(r.stderr)).toBe(`chromium lua5.4 redis-server shellcheck ${NODE_PACKAGES} docker.io`);
+      expect(installLine(r.stderr)).toBe(
+        `chromium lua5.4 redis-server shellcheck ${NODE_PACKAGES} docker.io`,
+      );
       expect(r.stderr).not.toMatch(/building|== \[|jest:/);
     });
 
@@ -185,7 +187,9 @@ describe('every entry script says what failed', () => {
     .filter((f) => f && readFileSync(path.join(REPO_DIR, f), 'utf8').startsWith('#!/usr/bin/env bash'));
 
   it('finds the entry scripts', () => {
-    expect(scripts).toEqual(expect.arrayContaining(['.ci/run', 'e2e/scripts/test.sh', 'e2e/scripts/start.sh']));
+    expect(scripts).toEqual(
+      expect.arrayContaining(['.ci/run', 'e2e/scripts/test.sh', 'e2e/scripts/start.sh']),
+    );
   });
 
   it.each(scripts)('%s sources e2e/scripts/errors.sh before anything else', (file) => {

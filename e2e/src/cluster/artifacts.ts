@@ -3,7 +3,13 @@
 // and Debian packages (e2e/scripts/packages.sh, bash: it runs before node_modules exist).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildArchive, buildImages as buildAllImages, imageNames as names, type ArchiveName, type ImageNames } from '../build/images.js';
+import {
+  buildArchive,
+  buildImages as buildAllImages,
+  imageNames as names,
+  type ArchiveName,
+  type ImageNames,
+} from '../build/images.js';
 import { buildTools as build, DEFAULT_TOOLS, type Tool } from '../build/tools.js';
 import { runVisible } from './exec.js';
 

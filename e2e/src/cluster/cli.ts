@@ -60,7 +60,8 @@ async function main(argv: string[]): Promise<void> {
     case 'real-up': {
       const cluster = await devUp();
       const exports = [`export KUBECONFIG=${cluster.kubeconfig}`];
-      if (cluster.binDirs.length) exports.push(`export PATH='${[...cluster.binDirs, process.env.PATH].join(':')}'`);
+      if (cluster.binDirs.length)
+        exports.push(`export PATH='${[...cluster.binDirs, process.env.PATH].join(':')}'`);
       if (cluster.reused) exports.push('export STREAMROOM_CLUSTER_REUSED=1');
       process.stdout.write(`${exports.join('\n')}\n`);
       return;

@@ -51,8 +51,11 @@ async function localRunning(dir: string, kubectl: string): Promise<boolean> {
   const paths = clusterPaths(dir);
   if (!existsSync(paths.pids)) return false;
   const env = { ...process.env, KUBECONFIG: paths.kubeconfig };
-  if ((await runCommand(kubectl, ['get', '--raw', '/readyz'], { env, timeoutMs: 20_000 })).code !== 0) return false;
-  const nodes = await runCommand(kubectl, ['get', 'node', '-l', 'streamroom.dev/node=real', '-o', 'name'], { env });
+  if ((await runCommand(kubectl, ['get', '--raw', '/readyz'], { env, timeoutMs: 20_000 })).code !== 0)
+    return false;
+  const nodes = await runCommand(kubectl, ['get', 'node', '-l', 'streamroom.dev/node=real', '-o', 'name'], {
+    env,
+  });
   return nodes.code === 0 && nodes.stdout.trim() !== '';
 }
 
@@ -75,8 +78,13 @@ async function localUp(log: Progress): Promise<DevCluster> {
     reused = true;
   } else {
     const dlog = progress('down', log.sink);
-    await down(dir, { log: dlog }).catch((err: unknown) => log(`down failed (${String(err)}); starting anyway`));
-    await up(resolveConfig(mergeSettings(configFromEnv(), { dir, realNode: true })), progress('up', log.sink));
+    await down(dir, { log: dlog }).catch((err: unknown) =>
+      log(`down failed (${String(err)}); starting anyway`),
+    );
+    await up(
+      resolveConfig(mergeSettings(configFromEnv(), { dir, realNode: true })),
+      progress('up', log.sink),
+    );
   }
   const images = imageNames();
   await loadImages(dir, [images.room, images.operator, images.redis], (m) => log(m));
@@ -92,37 +100,65 @@ async function localUp(log: Progress): Promise<DevCluster> {
 async function kindUp(log: Progress): Promise<DevCluster> {
   for (const cmd of ['docker info', 'command -v kubectl', 'command -v helm']) {
     if ((await runCommand('bash', ['-c', `${cmd} >/dev/null 2>&1`])).code !== 0) {
-      throw new Error('with kind, run a Docker engine and install kubectl and helm (https://helm.sh/docs/intro/install/)');
+      throw new Error(
+        'with kind, run a Docker engine and install kubectl and helm (https://helm.sh/docs/intro/install/)',
+      );
     }
   }
   const dir = stateDir();
   mkdirSync(dir, { recursive: true });
   const images = imageNames();
   // On a machine with a registry the Dockerfiles' base images are pulled as usual.
-  await runVisible('docker', ['build', '-f', 'room-image/Dockerfile', '-t', images.room, '.'], { cwd: REPO_DIR });
-  await runVisible('docker', ['build', '-f', 'operator/Dockerfile', '-t', images.operator, '.'], { cwd: REPO_DIR });
+  await runVisible('docker', ['build', '-f', 'room-image/Dockerfile', '-t', images.room, '.'], {
+    cwd: REPO_DIR,
+  });
+  await runVisible('docker', ['build', '-f', 'operator/Dockerfile', '-t', images.operator, '.'], {
+    cwd: REPO_DIR,
+  });
   await runVisible('docker', ['build', '-t', images.redis, 'e2e/images/redis'], { cwd: REPO_DIR });
   const clusters = await runCommand('kind', ['get', 'clusters']);
   const reused = clusters.stdout.split('\n').includes(kindName());
   if (!reused) await runVisible('kind', ['create', 'cluster', '--name', kindName(), '--wait', '120s']);
   const kubeconfig = path.join(dir, 'kind.kubeconfig');
   writeFileSync(kubeconfig, await check('kind', ['get', 'kubeconfig', '--name', kindName()]));
-  await runVisible('kind', ['load', 'docker-image', '--name', kindName(), images.room, images.operator, images.redis]);
+  log(`loading ${images.room}, ${images.operator} and ${images.redis} into kind`);
+  await runVisible('kind', [
+    'load',
+    'docker-image',
+    '--name',
+    kindName(),
+    images.room,
+    images.operator,
+    images.redis,
+  ]);
   // The HPA needs resource metrics; kind ships no metrics-server (its kubelets use self-signed certs).
   const env = { ...process.env, KUBECONFIG: kubeconfig };
   await runVisible(
     'kubectl',
-    ['apply', '-f', 'https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.8.0/components.yaml'],
+    [
+      'apply',
+      '-f',
+      'https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.8.0/components.yaml',
+    ],
     { env },
   );
-  const deployment = await check('kubectl', ['-n', 'kube-system', 'get', 'deployment', 'metrics-server', '-o', 'yaml'], {
-    env,
-  });
-  if (!deployment.includes('--kubelet-insecure-tls')) {
-    const patch = '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]';
-    await runVisible('kubectl', ['-n', 'kube-system', 'patch', 'deployment', 'metrics-server', '--type', 'json', '-p', patch], {
+  const deployment = await check(
+    'kubectl',
+    ['-n', 'kube-system', 'get', 'deployment', 'metrics-server', '-o', 'yaml'],
+    {
       env,
-    });
+    },
+  );
+  if (!deployment.includes('--kubelet-insecure-tls')) {
+    const patch =
+      '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]';
+    await runVisible(
+      'kubectl',
+      ['-n', 'kube-system', 'patch', 'deployment', 'metrics-server', '--type', 'json', '-p', patch],
+      {
+        env,
+      },
+    );
   }
   return { mode: 'kind', dir, kubeconfig, reused, binDirs: [] };
 }
@@ -136,13 +172,23 @@ export async function devUp(log: Progress = progress('cluster')): Promise<DevClu
   const images = imageNames();
   log(`installing the operator with its Helm chart (${images.operator})`);
   // The chart carries the CRD (helm installs it on first install only; apply keeps it current).
-  await runVisible('kubectl', ['apply', '--server-side', '--force-conflicts', '-f', 'crds/'], { env, cwd: REPO_DIR });
+  await runVisible('kubectl', ['apply', '--server-side', '--force-conflicts', '-f', 'crds/'], {
+    env,
+    cwd: REPO_DIR,
+  });
   const nodeIp = (
-    await check('kubectl', ['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'], {
-      env,
-    })
+    await check(
+      'kubectl',
+      ['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'],
+      {
+        env,
+      },
+    )
   ).trim();
-  const [repository, tag] = [images.operator.slice(0, images.operator.lastIndexOf(':')), images.operator.split(':').pop()];
+  const [repository, tag] = [
+    images.operator.slice(0, images.operator.lastIndexOf(':')),
+    images.operator.split(':').pop(),
+  ];
   const set = [
     // The local cluster's NodePorts answer on 127.0.0.1, and only there is http a secure page that a
     // broadcaster's browser lets use the camera: room URLs name it (kind: the node's own address).
@@ -212,17 +258,24 @@ export async function start(): Promise<void> {
   const started = Date.now();
   const log = progress('streamroom');
   const cluster = await devUp(log);
-  const env = { ...process.env, KUBECONFIG: cluster.kubeconfig, PATH: [...cluster.binDirs, process.env.PATH].join(':') };
+  const env = {
+    ...process.env,
+    KUBECONFIG: cluster.kubeconfig,
+    PATH: [...cluster.binDirs, process.env.PATH].join(':'),
+  };
   const kubectl = (args: string[]) => check('kubectl', args, { env, cwd: REPO_DIR });
   await kubectl(['apply', '-f', 'examples/basic-room.yaml']);
   log('waiting for the room to be Ready');
   let phase = '';
   for (let i = 0; i < 180 && phase !== 'Ready' && phase !== 'Failed'; i++) {
-    phase = (await kubectl(['get', 'streamroom', 'basic', '-o', 'jsonpath={.status.phase}']).catch(() => '')).trim();
+    phase = (
+      await kubectl(['get', 'streamroom', 'basic', '-o', 'jsonpath={.status.phase}']).catch(() => '')
+    ).trim();
     if (phase !== 'Ready' && phase !== 'Failed') await sleep(1000);
   }
   process.stdout.write(await kubectl(['get', 'streamrooms']));
-  const jsonpath = (p: string) => kubectl(['get', 'streamroom', 'basic', '-o', `jsonpath=${p}`]).then((s) => s.trim());
+  const jsonpath = (p: string) =>
+    kubectl(['get', 'streamroom', 'basic', '-o', `jsonpath=${p}`]).then((s) => s.trim());
   const url = await jsonpath('{.status.url}');
   const message = await jsonpath('{.status.conditions[?(@.type=="Ready")].message}');
   const key = Buffer.from(

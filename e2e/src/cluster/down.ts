@@ -68,5 +68,7 @@ export function removeStateDir(dir: string): void {
     rmSync(dir, { recursive: true, force: true });
     return;
   }
-  throw new Error(`refusing to remove ${dir}: not a streamroom cluster state dir (no .streamroom-cluster marker)`);
+  throw new Error(
+    `refusing to remove ${dir}: not a streamroom cluster state dir (no .streamroom-cluster marker)`,
+  );
 }

@@ -28,7 +28,13 @@ export function runCommand(binary: string, args: string[], options: RunOptions =
         ...(options.cwd ? { cwd: options.cwd } : {}),
       },
       (error, stdout, stderr) => {
-        const code = !error ? 0 : typeof error.code === 'number' ? error.code : error.code === 'ENOENT' ? 127 : 1;
+        const code = !error
+          ? 0
+          : typeof error.code === 'number'
+            ? error.code
+            : error.code === 'ENOENT'
+              ? 127
+              : 1;
         resolve({ code, stdout, stderr: stderr || (error && !stderr ? error.message : '') });
       },
     );
@@ -57,7 +63,9 @@ export function runVisible(binary: string, args: string[], options: RunOptions =
     });
     child.on('error', (err) => reject(new Error(`starting ${binary}`, { cause: err })));
     child.on('exit', (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`${binary} ${args.join(' ')} failed (${signal ?? `exit ${code}`})`)),
+      code === 0
+        ? resolve()
+        : reject(new Error(`${binary} ${args.join(' ')} failed (${signal ?? `exit ${code}`})`)),
     );
   });
 }
@@ -65,7 +73,7 @@ export function runVisible(binary: string, args: string[], options: RunOptions =
 /** The message of an error and of its causes, one after the other. */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
-  for (let e: unknown = err; e !== undefined && parts.length < 10; ) {
+  for (let e: unknown = err; e !== undefined && parts.length < 10;) {
     if (e instanceof Error) {
       parts.push(e.message);
       e = e.cause;
@@ -86,7 +94,10 @@ export interface Progress {
   sink: (line: string) => void;
 }
 
-export function progress(prefix: string, sink: (line: string) => void = (l) => process.stderr.write(`${l}\n`)) {
+export function progress(
+  prefix: string,
+  sink: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+) {
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
   const log = ((message: string) => sink(`${prefix}: ${message} (${elapsed()})`)) as Progress;

@@ -71,7 +71,9 @@ export async function loadImages(dir: string, refs: string[], log: (m: string) =
       let stderr = '';
       ctr.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       ctr.on('error', reject);
-      ctr.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ctr images import: ${stderr.trim()}`))));
+      ctr.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`ctr images import: ${stderr.trim()}`)),
+      );
       input.on('error', reject);
       input.pipe(ctr.stdin);
     });
@@ -93,15 +95,19 @@ export async function loadImages(dir: string, refs: string[], log: (m: string) =
       continue;
     }
     const inspect = await runCommand(DOCKER(), ['image', 'inspect', '-f', '{{.Id}}', ref]);
-    if (inspect.code !== 0) throw new Error(`${ref}: no such image in docker (docker image ls) and not a file`);
+    if (inspect.code !== 0)
+      throw new Error(`${ref}: no such image in docker (docker image ls) and not a file`);
     const id = inspect.stdout.trim();
-    if ((await loadedId(normalizeImage(ref))) === id) log(`up to date: ${normalizeImage(ref)} (${id.slice(7, 19)})`);
+    if ((await loadedId(normalizeImage(ref))) === id)
+      log(`up to date: ${normalizeImage(ref)} (${id.slice(7, 19)})`);
     else fromDocker.push(ref);
   }
   if (fromDocker.length) {
     const save = spawn(DOCKER(), ['save', ...fromDocker], { stdio: ['ignore', 'pipe', 'inherit'] });
     const saved = new Promise<void>((resolve, reject) =>
-      save.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`docker save exited with ${code}`)))),
+      save.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`docker save exited with ${code}`)),
+      ),
     );
     await Promise.all([ctrImport(save.stdout), saved]);
     for (const ref of fromDocker) {
@@ -114,7 +120,12 @@ export async function loadImages(dir: string, refs: string[], log: (m: string) =
 }
 
 /** Tags a docker image and loads it under the new name into the local cluster's node. */
-export async function tagImage(dir: string, from: string, to: string, log: (m: string) => void): Promise<void> {
+export async function tagImage(
+  dir: string,
+  from: string,
+  to: string,
+  log: (m: string) => void,
+): Promise<void> {
   await check(DOCKER(), ['tag', from, to]);
   await loadImages(clusterPaths(dir).dir, [to], log);
 }

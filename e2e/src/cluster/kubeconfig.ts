@@ -16,7 +16,9 @@ export function kubeconfig({ server, caPem, certPem, keyPem, user }: KubeconfigI
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: 'streamroom-e2e', cluster: { server, 'certificate-authority-data': b64(caPem) } }],
-    users: [{ name: user, user: { 'client-certificate-data': b64(certPem), 'client-key-data': b64(keyPem) } }],
+    users: [
+      { name: user, user: { 'client-certificate-data': b64(certPem), 'client-key-data': b64(keyPem) } },
+    ],
     contexts: [{ name: 'streamroom-e2e', context: { cluster: 'streamroom-e2e', user } }],
     'current-context': 'streamroom-e2e',
   });

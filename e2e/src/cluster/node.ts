@@ -67,7 +67,8 @@ export async function preflight(node: RealNodeConfig): Promise<string> {
   const brnf = '/proc/sys/net/bridge/bridge-nf-call-iptables';
   if (!existsSync(brnf)) {
     await runCommand('modprobe', ['br_netfilter']);
-    if (!existsSync(brnf)) throw new Error('the real node needs the br_netfilter kernel module (modprobe br_netfilter)');
+    if (!existsSync(brnf))
+      throw new Error('the real node needs the br_netfilter kernel module (modprobe br_netfilter)');
   }
   if (!existsSync('/sys/fs/cgroup/memory') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) {
     throw new Error('the real node needs cgroups (no memory controller under /sys/fs/cgroup)');
@@ -295,7 +296,8 @@ export async function netpolSynced(): Promise<boolean> {
 /** The node's config files in <state>/node. */
 export function writeNodeConfigs(ctx: ClusterContext): void {
   const dir = ctx.paths.node;
-  for (const d of ['cni/net.d', 'cni/ipam', 'kubelet', 'pod-logs']) mkdirSync(path.join(dir, d), { recursive: true });
+  for (const d of ['cni/net.d', 'cni/ipam', 'kubelet', 'pod-logs'])
+    mkdirSync(path.join(dir, d), { recursive: true });
   writeFileSync(containerd.configFile(ctx), containerd.configToml(ctx));
   writeFileSync(
     path.join(containerd.cniConfDir(ctx), '10-streamroom.conflist'),
@@ -333,14 +335,19 @@ export async function stopPods(state: NodeState, warn: (m: string) => void): Pro
 export function purgeScript(table: string, saved: string): string | undefined {
   const lines = saved.split('\n');
   const ours = /^(KUBE-|CNI-)/;
-  const chains = lines.filter((l) => /^:(KUBE-|CNI-)\S+/.test(l)).map((l) => (l.slice(1).split(' ')[0] ?? ''));
+  const chains = lines.filter((l) => /^:(KUBE-|CNI-)\S+/.test(l)).map((l) => l.slice(1).split(' ')[0] ?? '');
   if (chains.length === 0) return undefined;
   const jumps = lines
     .filter((l) => /-j (KUBE-|CNI-)/.test(l) && l.startsWith('-A ') && !ours.test(l.slice(3)))
     .map((l) => `-D ${l.slice(3)}`);
-  return [`*${table}`, ...jumps, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join(
-    '\n',
-  );
+  return [
+    `*${table}`,
+    ...jumps,
+    ...chains.map((c) => `-F ${c}`),
+    ...chains.map((c) => `-X ${c}`),
+    'COMMIT',
+    '',
+  ].join('\n');
 }
 
 /**

@@ -89,7 +89,14 @@ export function pkiPlan(config: ClusterConfig): PkiPlan {
     // kwok's server is the "kubelet" of every simulated node (metrics-server scrapes it over TLS,
     // verified with our CA); its API client is cluster-admin (like kwokctl's setup)
     certs.push(
-      { name: 'kwok-serving', ca: 'ca', cn: 'kwok', usage: ['serverAuth'], ips: ['127.0.0.1'], dns: ['localhost'] },
+      {
+        name: 'kwok-serving',
+        ca: 'ca',
+        cn: 'kwok',
+        usage: ['serverAuth'],
+        ips: ['127.0.0.1'],
+        dns: ['localhost'],
+      },
       client('kwok', 'kwok-controller', ['system:masters']),
     );
   }

@@ -38,7 +38,11 @@ export function alive(pid: number): boolean {
 /** The last lines of a component's log. */
 export function logTail(paths: ClusterPaths, name: string, lines = 15): string {
   try {
-    return readFileSync(path.join(paths.logs, `${name}.log`), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    return readFileSync(path.join(paths.logs, `${name}.log`), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(-lines)
+      .join('\n');
   } catch {
     return '';
   }

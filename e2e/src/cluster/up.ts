@@ -95,12 +95,21 @@ interface TlsFiles {
 }
 
 /** GET a URL (http or https, our CA, an optional client certificate); status and body. */
-export function httpGet(url: string, tls: TlsFiles = {}, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+export function httpGet(
+  url: string,
+  tls: TlsFiles = {},
+  timeoutMs = 2000,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const read = (f?: string) => (f ? readFileSync(f) : undefined);
     const https = url.startsWith('https:');
     const options = https
-      ? { ca: read(tls.ca), cert: read(tls.cert), key: read(tls.key), rejectUnauthorized: tls.ca !== undefined }
+      ? {
+          ca: read(tls.ca),
+          cert: read(tls.cert),
+          key: read(tls.key),
+          rejectUnauthorized: tls.ca !== undefined,
+        }
       : {};
     const req = (https ? httpsRequest : httpRequest)(url, { ...options, timeout: timeoutMs }, (res) => {
       let body = '';
@@ -122,7 +131,9 @@ export async function up(config: ClusterConfig, log: Progress = progress('up')):
   const paths = clusterPaths(config.dir);
   for (const r of readPids(paths)) {
     if (alive(r.pid)) {
-      throw new Error(`a cluster is already running from ${config.dir} (${r.name}, pid ${r.pid}); stop it first (down)`);
+      throw new Error(
+        `a cluster is already running from ${config.dir} (${r.name}, pid ${r.pid}); stop it first (down)`,
+      );
     }
   }
   let release: (() => void) | undefined;
@@ -194,7 +205,10 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
   const bin = Object.fromEntries(tools.map((t) => [t, toolPath(t, config.cacheDir)])) as Record<Tool, string>;
   const missing = tools.filter((t) => !existsSync(bin[t]));
   if (missing.length) {
-    if (!config.build) throw new Error(`missing binaries: ${missing.join(' ')} (build them: npx tsx e2e/src/build/cli.ts tools)`);
+    if (!config.build)
+      throw new Error(
+        `missing binaries: ${missing.join(' ')} (build them: npx tsx e2e/src/build/cli.ts tools)`,
+      );
     log(`building missing binaries: ${missing.join(' ')}`);
     await buildTools(missing);
   }
@@ -259,7 +273,10 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
 
   if (realNode) {
     const sock = containerd.socket(realNode);
-    await sup.waitFor(`containerd (${sock})`, async () => (await runCommand('ctr', ['--address', sock, 'version'])).code === 0);
+    await sup.waitFor(
+      `containerd (${sock})`,
+      async () => (await runCommand('ctr', ['--address', sock, 'version'])).code === 0,
+    );
     await step('loading the pause image', () => loadImages(config.dir, ['pause'], () => undefined));
     log('containerd ready, pause image loaded');
   }
@@ -284,7 +301,10 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
       }
     }
     if (manifests.length) {
-      await sup.waitFor('the kube-system namespace', async () => (await api('/api/v1/namespaces/kube-system')) !== undefined);
+      await sup.waitFor(
+        'the kube-system namespace',
+        async () => (await api('/api/v1/namespaces/kube-system')) !== undefined,
+      );
       await step('creating the nodes, APIService and RBAC objects', () =>
         check(bin.kubectl, ['--kubeconfig', paths.kubeconfig, '--request-timeout=20s', 'create', '-f', '-'], {
           input: manifests.join('\n---\n'),
@@ -294,18 +314,24 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
 
     await sup.waitFor('kube-controller-manager /healthz', () => ok(kcm.healthUrl(ctx)));
     await sup.waitFor('kube-scheduler /readyz', () => ok(scheduler.readyUrl(ctx)));
-    log(`kube-controller-manager (:${ports.controllerManager}) and kube-scheduler (:${ports.scheduler}) healthy`);
+    log(
+      `kube-controller-manager (:${ports.controllerManager}) and kube-scheduler (:${ports.scheduler}) healthy`,
+    );
 
     const readyNodes = async (selector: string) => {
       const list = (await api(`/api/v1/nodes?labelSelector=${encodeURIComponent(selector)}`)) as {
         items: { status?: { conditions?: { type: string; status: string }[] } }[];
       };
-      return list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
-        .length;
+      return list.items.filter((n) =>
+        n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+      ).length;
     };
     if (config.kwok.nodes > 0) {
       await sup.waitFor('kwok /healthz', () => ok(kwok.healthUrl(ctx), { ca: admin.ca }));
-      await sup.waitFor(`${config.kwok.nodes} kwok nodes Ready`, async () => (await readyNodes('type=kwok')) === config.kwok.nodes);
+      await sup.waitFor(
+        `${config.kwok.nodes} kwok nodes Ready`,
+        async () => (await readyNodes('type=kwok')) === config.kwok.nodes,
+      );
       log(`kwok (:${ports.kwok}): ${config.kwok.nodes} nodes Ready`);
     }
 
@@ -328,7 +354,10 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
       }
       await sup.waitFor('CoreDNS /ready', () => ok(coredns.readyUrl(ctx)));
       if (realNode.networkPolicy) {
-        await sup.waitFor("kube-router's first NetworkPolicy sync (iptables KUBE-ROUTER-FORWARD)", node.netpolSynced);
+        await sup.waitFor(
+          "kube-router's first NetworkPolicy sync (iptables KUBE-ROUTER-FORWARD)",
+          node.netpolSynced,
+        );
       }
       log(
         `real node ${realNode.name} (${realNode.ip}) Ready: kubelet :${realNode.kubeletPort}, kube-proxy, ` +
@@ -356,7 +385,8 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
     `export STREAMROOM_CA_FILE=${pkiFile(paths, 'ca', 'crt')}`,
   ];
   if (config.kwok.nodes > 0) env.push(`export STREAMROOM_KWOK_URL=https://127.0.0.1:${ports.kwok}`);
-  if (config.metricsServer) env.push(`export STREAMROOM_METRICS_SERVER_URL=https://127.0.0.1:${ports.metricsServer}`);
+  if (config.metricsServer)
+    env.push(`export STREAMROOM_METRICS_SERVER_URL=https://127.0.0.1:${ports.metricsServer}`);
   if (realNode) {
     env.push(
       'export STREAMROOM_REAL_NODE=1',
@@ -366,7 +396,12 @@ async function start(config: ClusterConfig, paths: ClusterPaths, cniBinDir: stri
     );
   }
   writeFileSync(paths.env, `${env.join('\n')}\n`);
-  return { dir: config.dir, kubeconfig: paths.kubeconfig, exportLine: `export KUBECONFIG=${paths.kubeconfig}`, ports };
+  return {
+    dir: config.dir,
+    kubeconfig: paths.kubeconfig,
+    exportLine: `export KUBECONFIG=${paths.kubeconfig}`,
+    ports,
+  };
 }
 
 /**

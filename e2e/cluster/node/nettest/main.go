@@ -1,5 +1,5 @@
 // nettest is a static test tool for the real node (image streamroom/nettest:0.1.0, built by
-// e2e/cluster/node/image.sh): a tiny HTTP server and the client side checks smoke-node.sh runs in
+// e2e/src/build/images.ts): a tiny HTTP server and the client side checks e2e/real/networkpolicy.test.ts runs in
 // pods with `kubectl exec`, without needing any image from a registry.
 //
 //	nettest serve [addr]     HTTP server (default :8080): "/" answers "hello from <hostname>"

@@ -1,5 +1,5 @@
 // pause is the sandbox ("infra") container of the real node's pods (image streamroom/pause:3.10,
-// built by e2e/cluster/node/image.sh; no registry is needed). It holds the pod's namespaces: it
+// built by e2e/src/build/images.ts; no registry is needed). It holds the pod's namespaces: it
 // sleeps until SIGTERM or SIGINT (then exits 0) and, as PID 1 of a shared PID namespace, reaps
 // orphaned children on SIGCHLD. Static (CGO_ENABLED=0), no dependencies.
 package main

@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins etcd (server and etcdctl) built by e2e/cluster/build.sh.
+// Package tools pins etcd (server and etcdctl) built by e2e/src/build/tools.ts.
 package tools
 
 import (

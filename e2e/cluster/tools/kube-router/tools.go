@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins kube-router, built by e2e/cluster/build.sh; the real node runs only its network
+// Package tools pins kube-router, built by e2e/src/build/tools.ts; the real node runs only its network
 // policy controller (--run-firewall), as a host process, to enforce NetworkPolicies on the CNI bridge.
 //
 // go.mod was made with `go get` rather than `go mod tidy`: tidy also resolves the imports of the tests

@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins the Kubernetes control-plane and node binaries built by e2e/cluster/build.sh.
+// Package tools pins the Kubernetes control-plane and node binaries built by e2e/src/build/tools.ts.
 package tools
 
 import (

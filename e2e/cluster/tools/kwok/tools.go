@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins kwok (fake nodes/pods) built by e2e/cluster/build.sh.
+// Package tools pins kwok (fake nodes/pods) built by e2e/src/build/tools.ts.
 package tools
 
 import _ "sigs.k8s.io/kwok/cmd/kwok"

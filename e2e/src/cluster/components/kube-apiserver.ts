@@ -11,7 +11,10 @@ export function flags({ config, paths, ports, apiHost }: ClusterContext): string
   const reconciler = config.advertiseAddress.startsWith('127.') ? 'none' : 'lease';
   const real = config.realNode
     ? // logs/exec/port-forward: dial kubelets at their InternalIP and verify their serving certs
-      ['--kubelet-preferred-address-types=InternalIP,Hostname', `--kubelet-certificate-authority=${pki('ca')}`]
+      [
+        '--kubelet-preferred-address-types=InternalIP,Hostname',
+        `--kubelet-certificate-authority=${pki('ca')}`,
+      ]
     : [];
   return [
     `--advertise-address=${config.advertiseAddress}`,

@@ -34,4 +34,5 @@ export function flags(ctx: ClusterContext): string[] {
   ];
 }
 
-export const healthUrl = ({ ports }: ClusterContext) => `https://127.0.0.1:${ports.controllerManager}/healthz`;
+export const healthUrl = ({ ports }: ClusterContext) =>
+  `https://127.0.0.1:${ports.controllerManager}/healthz`;

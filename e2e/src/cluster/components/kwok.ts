@@ -58,7 +58,9 @@ export function nodeManifest(kwok: KwokConfig, i: number): object {
     spec: {
       podCIDR: podCidr,
       podCIDRs: [podCidr],
-      taints: kwok.noScheduleTaint ? [{ key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' }] : [],
+      taints: kwok.noScheduleTaint
+        ? [{ key: 'kwok.x-k8s.io/node', value: 'fake', effect: 'NoSchedule' }]
+        : [],
     },
     status: { capacity, allocatable: capacity },
   };

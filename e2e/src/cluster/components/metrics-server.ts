@@ -38,7 +38,11 @@ export function apiServiceManifests({ ports }: ClusterContext, caPem: string): o
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'metrics-server', namespace: 'kube-system', labels },
-      spec: { type: 'ExternalName', externalName: 'localhost', ports: [{ name: 'https', port, protocol: 'TCP' }] },
+      spec: {
+        type: 'ExternalName',
+        externalName: 'localhost',
+        ports: [{ name: 'https', port, protocol: 'TCP' }],
+      },
     },
     {
       apiVersion: 'apiregistration.k8s.io/v1',
