@@ -29,12 +29,7 @@ afterAll(async () => {
 }, 120_000);
 
 it(`status writes per minute, ${ROOMS} rooms with changing audiences`, async () => {
-  cluster = await startCluster({
-    env: {
-      STREAMROOM_KWOK_NODES: String(Math.max(2, Math.ceil(ROOMS / 250) + 1)),
-      STREAMROOM_KWOK_NODE_PODS: '250',
-    },
-  });
+  cluster = await startCluster({ kwokNodes: Math.max(2, Math.ceil(ROOMS / 250) + 1), kwokNodePods: 250 });
   await installCrd(cluster);
   await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=60s']);
   await cluster.kubectl(['create', 'namespace', NS]);
