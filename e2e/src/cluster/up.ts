@@ -126,8 +126,22 @@ export function httpGet(
 
 const ok = async (url: string, tls: TlsFiles = {}) => (await httpGet(url, tls)).status === 200;
 
-/** Starts a cluster; resolves once every component is ready. */
+/**
+ * Starts a cluster; resolves once every component is ready. The ports are picked free at the start;
+ * when another process takes one before its component binds it (many clusters on one machine), the
+ * cluster is started again once with other ports.
+ */
 export async function up(config: ClusterConfig, log: Progress = progress('up')): Promise<UpResult> {
+  try {
+    return await upOnce(config, log);
+  } catch (err) {
+    if (!/address already in use/.test(describeError(err)) || config.keepOnFailure) throw err;
+    log('a port was taken by another process meanwhile; starting again with other ports');
+    return upOnce(config, log);
+  }
+}
+
+async function upOnce(config: ClusterConfig, log: Progress): Promise<UpResult> {
   const paths = clusterPaths(config.dir);
   for (const r of readPids(paths)) {
     if (alive(r.pid)) {
