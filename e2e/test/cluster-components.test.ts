@@ -155,7 +155,9 @@ describe('flag builders', () => {
   });
 
   it('kube-controller-manager: its kubeconfig, the HPA sync period, node grace, the client rate limit', () => {
-    const f = kcm.flags(context(resolveConfig({ dir: '/s', hpaSyncPeriod: '2s', nodeMonitorGracePeriod: '5m' })));
+    const f = kcm.flags(
+      context(resolveConfig({ dir: '/s', hpaSyncPeriod: '2s', nodeMonitorGracePeriod: '5m' })),
+    );
     expect(flag(f, 'kubeconfig')).toBe('/s/kube-controller-manager.kubeconfig');
     expect(flag(f, 'horizontal-pod-autoscaler-sync-period')).toBe('2s');
     expect(flag(f, 'node-monitor-grace-period')).toBe('5m');

@@ -358,18 +358,16 @@ async function timeToReconcile(ns: string, room: string, title: string, since: n
 
 beforeAll(async () => {
   cluster = await startCluster({
-    env: {
-      // two pods per room (the room and its Redis): 400 rooms, and 50 being replaced, fit 4 × 250
-      STREAMROOM_KWOK_NODES: '4',
-      STREAMROOM_KWOK_NODE_PODS: '250',
-      // The 400 HPAs are synced every minute rather than every 15 s: their status churn is not what this
-      // file tests (bench:operator measures at the default), and on 2 cores it slows the API server
-      // that the leader must renew its Lease on within 10 s.
-      STREAMROOM_HPA_SYNC_PERIOD: '60s',
-      // kwok nodes stay Ready through the 30 s API server outage: kwok never makes a pod Ready again
-      // once the node lifecycle controller marked it NotReady (a real kubelet would)
-      STREAMROOM_NODE_MONITOR_GRACE_PERIOD: '5m',
-    },
+    // two pods per room (the room and its Redis): 400 rooms, and 50 being replaced, fit 4 × 250
+    kwokNodes: 4,
+    kwokNodePods: 250,
+    // The 400 HPAs are synced every minute rather than every 15 s: their status churn is not what this
+    // file tests (bench:operator measures at the default), and on 2 cores it slows the API server
+    // that the leader must renew its Lease on within 10 s.
+    hpaSyncPeriod: '60s',
+    // kwok nodes stay Ready through the 30 s API server outage: kwok never makes a pod Ready again
+    // once the node lifecycle controller marked it NotReady (a real kubelet would)
+    nodeMonitorGracePeriod: '5m',
   });
   kc = kubeConfigOf(cluster);
   await installCrd(cluster);

@@ -45,10 +45,8 @@ const hostOf = (name: string) => `${name}.${NS}.svc.cluster.local`;
 
 beforeAll(async () => {
   cluster = await startCluster({
-    env: {
-      STREAMROOM_KWOK_NODES: String(Math.max(2, Math.ceil((ROOMS * 2) / 250) + 1)),
-      STREAMROOM_KWOK_NODE_PODS: '250',
-    },
+    kwokNodes: Math.max(2, Math.ceil((ROOMS * 2) / 250) + 1),
+    kwokNodePods: 250,
   });
   await installCrd(cluster);
   await cluster.kubectl(['create', 'namespace', NS]);

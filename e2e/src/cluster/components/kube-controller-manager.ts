@@ -27,7 +27,9 @@ export function flags(ctx: ClusterContext): string[] {
     `--cluster-signing-key-file=${pkiFile(paths, 'ca', 'key')}`,
     `--service-cluster-ip-range=${config.serviceCidr}`,
     `--horizontal-pod-autoscaler-sync-period=${config.hpaSyncPeriod}`,
-    ...(config.nodeMonitorGracePeriod ? [`--node-monitor-grace-period=${config.nodeMonitorGracePeriod}`] : []),
+    ...(config.nodeMonitorGracePeriod
+      ? [`--node-monitor-grace-period=${config.nodeMonitorGracePeriod}`]
+      : []),
     ...rateLimitFlags(ctx),
     '--profiling=false',
     '--v=1',
