@@ -4,7 +4,7 @@
  * address, all room-wide.
  */
 import { createClient } from '@redis/client';
-import { RedisRoomState } from '../src/server/redis-state.js';
+import { chatStreamName, RedisRoomState } from '../src/server/redis-state.js';
 import { messageBytes, type ChatMessage, type NewChatMessage } from '../src/server/state.js';
 import { sleep } from './helpers.js';
 import { startRedis, type RedisProcess } from './processes.js';
@@ -135,5 +135,36 @@ describe('RedisRoomState limits', () => {
     expect(await b.takeNewUserToken('203.0.113.1', 2)).toBe(true);
     expect(await a.takeNewUserToken('203.0.113.1', 2)).toBe(false);
     expect(await b.takeNewUserToken('203.0.113.2', 2)).toBe(true);
+  });
+});
+
+describe('RedisRoomState chat stream', () => {
+  it("appends a replica's ticks in the order it published them, even when the first answer is slow", async () => {
+    const client = createClient({ url: redis.url });
+    clients.push(client);
+    await client.connect();
+    const prefix = `test:${++room}:`;
+    // the first command comes back late (as a NOSCRIPT answer and its EVAL retry would)
+    let first = true;
+    const slowFirst = {
+      async sendCommand(args: string[]): Promise<unknown> {
+        if (first) {
+          first = false;
+          await sleep(200);
+        }
+        return client.sendCommand(args);
+      },
+    };
+    const state = new RedisRoomState(slowFirst, prefix, 8000);
+    const tick = (i: number): ChatMessage[] => [{ ...message(i, 1), seq: i }];
+    await Promise.all([state.publishChat('r1', tick(1)), state.publishChat('r1', tick(2))]);
+    const entries = (await client.sendCommand(['XRANGE', chatStreamName(prefix), '-', '+'])) as [
+      string,
+      string[],
+    ][];
+    const ids = entries.map(
+      ([, fields]) => (JSON.parse(fields[fields.indexOf('messages') + 1]!) as ChatMessage[])[0]!.id,
+    );
+    expect(ids).toEqual(['m1', 'm2']);
   });
 });

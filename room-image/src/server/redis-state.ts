@@ -87,6 +87,8 @@ export class RedisRoomState implements RoomState {
   /** This replica's viewers: socket id → the key of its address's seats. */
   private readonly ownViewers = new Map<string, string>();
   private own: { id: string; live: boolean } | undefined;
+  /** The last chat append, which the next one waits for. */
+  private publishing: Promise<unknown> = Promise.resolve();
   private readonly keys: {
     viewers: string;
     broadcaster: string;
@@ -188,13 +190,21 @@ export class RedisRoomState implements RoomState {
     }
     return { messages, seq: typeof seq === 'number' ? seq : 0 };
   }
-  /** Appends one tick's chat of this replica (`origin`) to the room's chat stream. */
-  async publishChat(origin: string, messages: ChatMessage[]): Promise<void> {
-    await lua.PUBLISH_CHAT.run(
-      this.client,
-      [this.keys.chatStream],
-      [origin, JSON.stringify(messages), IDLE_ROOM_MS, CHAT_STREAM_LENGTH],
-    );
+  /**
+   * Appends one tick's chat of this replica (`origin`) to the room's chat stream, after the ticks
+   * before it: two appends in flight could land swapped (the first one's EVALSHA may come back
+   * NOSCRIPT and go again as EVAL after the second), and the other replicas read the stream in order.
+   */
+  publishChat(origin: string, messages: ChatMessage[]): Promise<void> {
+    const append = () =>
+      lua.PUBLISH_CHAT.run(
+        this.client,
+        [this.keys.chatStream],
+        [origin, JSON.stringify(messages), IDLE_ROOM_MS, CHAT_STREAM_LENGTH],
+      );
+    const done = this.publishing.then(append, append).then(() => undefined);
+    this.publishing = done.catch(() => undefined);
+    return done;
   }
   async takeChatToken(userId: string, perMinute: number): Promise<boolean> {
     const key = `${this.prefix}rate:${userId}`;
