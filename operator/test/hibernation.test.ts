@@ -327,6 +327,18 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
     expect(stored().status?.phase).toBe('Ready');
   }
 
+  /** A room of one replica that went to sleep (idle 60 s of its 10), as the caches show it. */
+  async function sleepingRoom() {
+    await readyRoom({
+      media: { mode: 'PeerToPeer' },
+      replicas: { max: 1 },
+      hibernation: { idleAfterSeconds: 10 },
+    });
+    noteFacts({ live: false, viewers: 0, lastActivityTime: ago(60) });
+    await controller.reconcile(KEY);
+    caches.catchUp(api);
+  }
+
   beforeEach(() => {
     api = new FakeApi();
     caches = new FakeCaches();
@@ -401,14 +413,7 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
   });
 
   it('a woken room with a ready pod drops the waker at once, even while its status still says it sleeps', async () => {
-    await readyRoom({
-      media: { mode: 'PeerToPeer' },
-      replicas: { max: 1 },
-      hibernation: { idleAfterSeconds: 10 },
-    });
-    noteFacts({ live: false, viewers: 0, lastActivityTime: ago(60) });
-    await controller.reconcile(KEY);
-    caches.catchUp(api);
+    await sleepingRoom();
     expect(stored().status?.hibernatedAt).toBeDefined();
 
     // woken, and its pod is ready before any reconcile wrote a status without hibernatedAt (a status
@@ -435,14 +440,7 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
   });
 
   it('never wakes a suspended room, never sleeps one, and wakes at most --max-waking rooms at once', async () => {
-    await readyRoom({
-      media: { mode: 'PeerToPeer' },
-      replicas: { max: 1 },
-      hibernation: { idleAfterSeconds: 10 },
-    });
-    noteFacts({ live: false, viewers: 0, lastActivityTime: ago(60) });
-    await controller.reconcile(KEY);
-    caches.catchUp(api);
+    await sleepingRoom();
     expect(stored().status?.phase).toBe('Hibernating');
     // another sleeping room takes the one wake allowed at a time
     const other = {

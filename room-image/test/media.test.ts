@@ -48,6 +48,22 @@ async function steadyStats(s: Swarm, viewers: number, ms: number) {
   return s.stats();
 }
 
+/** Connects a viewer that never answers; resolves with the pc ids of the offers it gets, as they come. */
+async function viewerOffers(url: string): Promise<string[]> {
+  const offers: string[] = [];
+  await connect(
+    url,
+    { role: 'viewer' },
+    {},
+    {
+      signal: (s: { pc: string; data: { type: string } }) => {
+        if (s.data.type === 'offer') offers.push(s.pc);
+      },
+    },
+  );
+  return offers;
+}
+
 describe('an SFU room', () => {
   it('carries one broadcaster to 100 viewers through its relay with no loss', async () => {
     // the swarm's viewers all come from 127.0.0.1
@@ -163,17 +179,7 @@ describe('an SFU room', () => {
     await chmod(slow, 0o755);
     try {
       server = await start({ ...SFU, ROOM_RELAY_PATH: slow });
-      const offers: string[] = [];
-      await connect(
-        server.url,
-        { role: 'viewer' },
-        {},
-        {
-          signal: (s: { pc: string; data: { type: string } }) => {
-            if (s.data.type === 'offer') offers.push(s.pc);
-          },
-        },
-      );
+      const offers = await viewerOffers(server.url);
       expect(await metric(server.metricsUrl, 'streamroom_relay_up')).toBe(0);
       await waitFor(() => offers.length === 1, 10_000, 100);
       expect(await metric(server.metricsUrl, 'streamroom_relay_up')).toBe(1);
@@ -184,17 +190,7 @@ describe('an SFU room', () => {
 
   it('closes a viewer connection that never completes and offers again', async () => {
     server = await start(SFU);
-    const offers: string[] = [];
-    await connect(
-      server.url,
-      { role: 'viewer' },
-      {},
-      {
-        signal: (s: { pc: string; data: { type: string } }) => {
-          if (s.data.type === 'offer') offers.push(s.pc);
-        },
-      },
-    );
+    const offers = await viewerOffers(server.url);
     // never answer: the relay closes the connection after its connect timeout, the server re-offers
     await waitFor(() => offers.length >= 2, 40_000, 200);
     expect(offers[1]).not.toBe(offers[0]);

@@ -280,3 +280,13 @@ export const kubeconfigPath = (paths: ClusterPaths, user: string) =>
   user === 'admin' ? paths.kubeconfig : path.join(paths.dir, `${user}.kubeconfig`);
 export const pkiFile = (paths: ClusterPaths, name: string, ext: 'crt' | 'key' | 'pub') =>
   path.join(paths.pki, `${name}.${ext}`);
+
+/** A control-plane component's own kubeconfig, also for authenticating and authorizing its callers. */
+export function kubeconfigFlags(paths: ClusterPaths, user: string): string[] {
+  const kubeconfig = kubeconfigPath(paths, user);
+  return [
+    `--kubeconfig=${kubeconfig}`,
+    `--authentication-kubeconfig=${kubeconfig}`,
+    `--authorization-kubeconfig=${kubeconfig}`,
+  ];
+}

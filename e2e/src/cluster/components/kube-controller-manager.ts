@@ -1,6 +1,6 @@
 // kube-controller-manager: no leader election, service-account credentials per controller, the
 // cluster CA as signer, a short HPA sync period and the control plane's client rate limit.
-import { kubeconfigPath, pkiFile, type ClusterContext } from '../config.js';
+import { kubeconfigFlags, pkiFile, type ClusterContext } from '../config.js';
 
 export const name = 'kube-controller-manager';
 
@@ -12,11 +12,8 @@ export function rateLimitFlags({ config }: ClusterContext): string[] {
 
 export function flags(ctx: ClusterContext): string[] {
   const { config, paths, ports } = ctx;
-  const kubeconfig = kubeconfigPath(paths, name);
   return [
-    `--kubeconfig=${kubeconfig}`,
-    `--authentication-kubeconfig=${kubeconfig}`,
-    `--authorization-kubeconfig=${kubeconfig}`,
+    ...kubeconfigFlags(paths, name),
     '--bind-address=127.0.0.1',
     `--secure-port=${ports.controllerManager}`,
     '--leader-elect=false',

@@ -1,15 +1,12 @@
 // metrics-server: pod and node CPU/memory (from kwok or the real kubelet) for kubectl top and the HPA.
 // --metric-resolution 10s is its minimum (its request timeout must stay below 90% of it).
-import { kubeconfigPath, pkiFile, type ClusterContext } from '../config.js';
+import { kubeconfigFlags, pkiFile, type ClusterContext } from '../config.js';
 
 export const name = 'metrics-server';
 
 export function flags({ paths, ports }: ClusterContext): string[] {
-  const kubeconfig = kubeconfigPath(paths, name);
   return [
-    `--kubeconfig=${kubeconfig}`,
-    `--authentication-kubeconfig=${kubeconfig}`,
-    `--authorization-kubeconfig=${kubeconfig}`,
+    ...kubeconfigFlags(paths, name),
     '--bind-address=127.0.0.1',
     `--secure-port=${ports.metricsServer}`,
     `--tls-cert-file=${pkiFile(paths, 'metrics-server-serving', 'crt')}`,
