@@ -3,7 +3,9 @@
 // "waking up" page, with no key in it (a broadcaster's `#key=` stays in the URL fragment, which no
 // server sees, and is still there when the page reloads). The page asks to wake the room
 // (POST /.streamroom/wake), every second until the room serves, then reloads: the reload reaches the
-// room itself once the operator has removed the waker's slice.
+// room itself once the operator has removed the waker's slice. The answer that says so closes its
+// connection: a kept-alive connection stays with the waker whatever the Service's endpoints are now
+// (kube-proxy's NAT is per connection), so a reload over it would get this page again, and again.
 //
 // Which room a request is for comes from its Host header (the room's URL: a NodePort's port, a
 // ClusterIP Service's DNS name, an Ingress host, a load balancer's address). Floods are harmless: a
@@ -111,13 +113,9 @@ export function wakerHandler(rooms: WakerRooms): http.RequestListener {
         return send(res, 503, 'application/json', '{"state":"busy"}', { 'Retry-After': '1' });
       const state = rooms.wake(key);
       const code = state === 'busy' ? 503 : state === 'suspended' ? 409 : 200;
-      return send(
-        res,
-        code,
-        'application/json',
-        JSON.stringify({ state }),
-        state === 'busy' ? { 'Retry-After': '2' } : {},
-      );
+      const extra: Record<string, string> =
+        state === 'busy' ? { 'Retry-After': '2' } : state === 'ready' ? { Connection: 'close' } : {};
+      return send(res, code, 'application/json', JSON.stringify({ state }), extra);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return send(res, 405, 'text/plain', 'GET only\n', { Allow: 'GET, HEAD' });

@@ -1,7 +1,7 @@
 // spec.hibernation: what a sleeping room wants (builders), how its status reads (status), the waker's
 // answers (waker.ts), and the controller's decisions to put a room to sleep and wake it (fakes).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeEach, describe, expect, it } from '@jest/globals';
 import type {
   KubernetesObject,
@@ -288,6 +288,37 @@ describe('the waker', () => {
       rooms.leading = false;
       expect((await get(WAKE_PATH, undefined, { method: 'POST' })).status).toBe(503);
       expect(asked).toHaveLength(3);
+    });
+
+    it('closes the connection that says the room is up, so the reload can reach the room', async () => {
+      // A browser keeps its connection to the waker alive while it asks every second; kube-proxy's
+      // NAT stays with a connection, so the reload must come over a new one.
+      const sockets: string[] = [];
+      server.on('connection', (s: Socket) => sockets.push(`${s.remotePort}`));
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const post = () =>
+        new Promise<http.IncomingMessage>((resolve, reject) => {
+          const req = http.request(`${base}${WAKE_PATH}`, {
+            method: 'POST',
+            agent,
+            headers: { host: 'room.test' },
+          });
+          req.on('response', (res) => res.resume().on('end', () => resolve(res)));
+          req.on('error', reject);
+          req.end();
+        });
+      try {
+        await post();
+        await post();
+        expect(sockets).toHaveLength(1); // while it wakes, one connection
+        rooms.states.set('ns/room', 'ready');
+        expect((await post()).headers.connection).toBe('close');
+        rooms.states.delete('ns/room');
+        await post();
+        expect(sockets).toHaveLength(2);
+      } finally {
+        agent.destroy();
+      }
     });
   });
 });
