@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import type { Socket as TcpSocket } from 'node:net';
 import type { Socket } from 'socket.io-client';
+import { MAX_FRAMES_PER_SECOND, MAX_TICK_MS, tickFor } from '../src/server/chat-fanout.js';
 import type { RunningServer } from '../src/server/server.js';
 import { closeAllClients, collectChat, connect, metric, sleep, start, waitFor } from './helpers.js';
 import { startRedis, startReplicas, type RedisProcess, type RoomProcess } from './processes.js';
@@ -81,6 +82,19 @@ function expectAllInOrder(received: Message[], senders: number, perSender: numbe
     expect(own).toEqual(Array.from({ length: perSender }, (_, i) => `s${s}.${i}`));
   }
 }
+
+describe('the tick', () => {
+  it('is CHAT_BATCH_MS in a small room and grows in a large one to bound the frames written', () => {
+    expect(tickFor(0, 50)).toBe(50);
+    expect(tickFor(200, 50)).toBe(50);
+    expect(tickFor(500, 50)).toBe(125);
+    expect(tickFor(500, 200)).toBe(200);
+    for (const sockets of [300, 500, 800, 1000]) {
+      expect((sockets * 1000) / tickFor(sockets, 50)).toBeLessThanOrEqual(MAX_FRAMES_PER_SECOND);
+    }
+    expect(tickFor(5000, 50)).toBe(MAX_TICK_MS);
+  });
+});
 
 describe('batched chat, one replica', () => {
   it('delivers a burst from many senders in one order to everybody, a few frames each', async () => {
