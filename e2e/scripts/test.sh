@@ -49,15 +49,26 @@ if [[ "${STREAMROOM_REAL_E2E:-1}" != 0 ]]; then
   pass "real containers" --selectProjects e2e-real --runInBand --passWithNoTests "$@"
 fi
 # shellcheck disable=SC2016 # (JavaScript, not shell)
+# The summary names every failed test (and suite that failed to run), so the end of a CI log says what.
 node -e '
   let passed = 0, failed = 0;
+  const what = [];
   for (const f of process.argv.slice(1)) {
     try {
       const r = JSON.parse(require("fs").readFileSync(f, "utf8"));
       passed += r.numPassedTests;
       failed += r.numFailedTests;
-    } catch {}
+      for (const s of r.testResults) {
+        const file = require("path").relative(process.cwd(), s.name);
+        const tests = s.assertionResults.filter((a) => a.status === "failed");
+        for (const a of tests) what.push(`  ${file}: ${a.fullName}`);
+        if (!tests.length && s.status === "failed") what.push(`  ${file}: ${(s.message || "").split("\n").map((l) => l.trim()).find((l) => l && !l.startsWith("●")) ?? "failed to run"}`);
+      }
+    } catch (err) {
+      what.push(`  no report in ${f}: ${err.message}`);
+    }
   }
   console.log(`jest: ${passed} passed, ${failed} failed`);
+  if (what.length) console.log(`failed:\n${what.join("\n")}`);
 ' "${reports[@]}" || true
 exit "$status"
