@@ -17,11 +17,18 @@ import {
 } from '@kubernetes/client-node';
 import { desiredChildren, MANAGED_BY, MANAGED_BY_LABEL } from '../../operator/src/builders.js';
 import type { StreamRoom } from '../../operator/src/types.js';
+import { parse as parseYaml } from 'yaml';
 import { eventually, REPO_DIR, type Cluster } from './cluster.js';
 import { roomManifest } from './operator.js';
 
 export const BENCH_IMAGE = 'streamroom/room:bench';
 const OPERATOR_MAIN = path.join(REPO_DIR, 'operator/dist/main.js');
+/** The operator runs with the chart's NODE_OPTIONS (its heap cap), as it does in a cluster. */
+const CHART_NODE_OPTIONS = (
+  parseYaml(readFileSync(path.join(REPO_DIR, 'charts/streamroom-operator/values.yaml'), 'utf8')) as {
+    nodeOptions: string;
+  }
+).nodeOptions;
 const CLK_TCK = 100;
 
 /** Fails clearly when operator/dist is older than operator/src (the process runs the build). */
@@ -141,7 +148,10 @@ export async function spawnOperator(
       BENCH_IMAGE,
       ...(options.args ?? []),
     ],
-    { stdio: ['ignore', log, log], env: { ...process.env, ...options.env } },
+    {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, NODE_OPTIONS: CHART_NODE_OPTIONS, ...options.env },
+    },
   );
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
