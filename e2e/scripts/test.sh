@@ -62,7 +62,9 @@ node -e '
         const file = require("path").relative(process.cwd(), s.name);
         const tests = s.assertionResults.filter((a) => a.status === "failed");
         for (const a of tests) what.push(`  ${file}: ${a.fullName}`);
-        if (!tests.length && s.status === "failed") what.push(`  ${file}: ${(s.message || "").split("\n").map((l) => l.trim()).find((l) => l && !l.startsWith("●")) ?? "failed to run"}`);
+        if (tests.length || s.status !== "failed") continue;
+        const lines = (s.message || "").split("\n").map((l) => l.trim());
+        what.push(`  ${file}: ${lines.find((l) => l && !l.startsWith("●")) ?? "failed to run"}`);
       }
     } catch (err) {
       what.push(`  no report in ${f}: ${err.message}`);

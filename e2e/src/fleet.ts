@@ -15,9 +15,9 @@ import {
   Watch,
   type KubernetesObject,
 } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import { desiredChildren, MANAGED_BY, MANAGED_BY_LABEL } from '../../operator/src/builders.js';
 import type { StreamRoom } from '../../operator/src/types.js';
-import { parse as parseYaml } from 'yaml';
 import { eventually, REPO_DIR, type Cluster } from './cluster.js';
 import { roomManifest } from './operator.js';
 
