@@ -635,7 +635,10 @@ describe('two operator replicas (leader election) at fleet scale, under faults',
     // The standby neither exited nor spun, and said it was not ready.
     expect(alive(next)).toBe(true);
     expect(() => process.kill(next.pid, 0)).not.toThrow();
-    expect(nextCpu).toBeLessThan(3);
+    // A spin takes a whole core (30 CPU-s here). The standby's retries, its GC and the test's /readyz
+    // polls measured 1.9 s and 2.3 s (with the chart's 4 MiB semi-spaces) on 2 cores: 6 s (a fifth of
+    // a core) keeps a spin far out and a slower CI machine in.
+    expect(nextCpu).toBeLessThan(6);
     expect(timelines.next.at(endOfOutage)).toMatchObject({
       status: 503,
       body: expect.stringMatching(/^API server unreachable/),
