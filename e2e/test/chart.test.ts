@@ -95,7 +95,7 @@ describe('the Helm chart', () => {
     const chart = readFileSync(path.join(CHART_DIR, 'crds', 'streamrooms.streamroom.dev.yaml'), 'utf8');
     // A drift here: cp crds/streamrooms.streamroom.dev.yaml charts/streamroom-operator/crds/
     expect(chart).toBe(top);
-  });
+  }, 60_000);
 
   it('rejects wrong values with a clear message (values.schema.json)', async () => {
     // Messages of helm >= 3.18 (santhosh-tekuri/jsonschema); older helm words them differently.
@@ -121,7 +121,7 @@ describe('the Helm chart', () => {
     expect(
       await helm.run(['template', 'x', CHART_DIR, '--set', 'leaderElection.enabled=false,replicaCount=1']),
     ).toMatch(/type: Recreate/);
-  });
+  }, 60_000);
 
   it('renders manifests the API server accepts, with default and with non-default values', async () => {
     const render = (args: string[]) =>
@@ -230,7 +230,7 @@ describe('the Helm chart', () => {
       STREAMROOM_HEALTH_ADDRESS: '0.0.0.0:8081',
       STREAMROOM_WAKER_LISTEN: '0.0.0.0:8082',
       STREAMROOM_MAX_WAKING: '20',
-      NODE_OPTIONS: '--max-old-space-size=128',
+      NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=4',
     });
     // The env the chart sets is exactly what the operator's own config parser accepts.
     const env = Object.fromEntries(container.env.map((e: Obj) => [e.name, e.value]));
@@ -415,7 +415,7 @@ describe('the chart installed: its RBAC is enough for the operator and no more',
       ...yes.map((a) => `yes: ${a.join(' ')}`),
       ...no.map((a) => `no: ${a.join(' ')}`),
     ]);
-  });
+  }, 60_000);
 
   it('in namespaced mode, works in its namespaces and may not touch any other', async () => {
     await helm.run([
@@ -573,7 +573,7 @@ describe('the GitOps example and its Argo CD health check', () => {
       status: 'Progressing',
       message: 'Phase Pending',
     });
-  });
+  }, 30_000);
 
   it('says Healthy for a hibernating room (asleep because nobody came; its URL wakes it)', async () => {
     const base = {
@@ -606,5 +606,5 @@ describe('the GitOps example and its Argo CD health check', () => {
       status: { ...hibernating.status, conditions: [cond('Ready', 'False'), cond('Degraded', 'True')] },
     };
     expect((await health(degraded)).status).toBe('Degraded');
-  });
+  }, 30_000);
 });
