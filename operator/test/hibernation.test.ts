@@ -358,8 +358,11 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
     expect(stored().status?.phase).toBe('Ready');
   }
 
-  /** A room of one replica that went to sleep (idle 60 s of its 10), as the caches show it. */
-  async function sleepingRoom() {
+  /**
+   * A room of one replica found idle (60 s of its 10) and reconciled, as the caches show it: asleep
+   * when the controller has a waker.
+   */
+  async function idleRoom() {
     await readyRoom({
       media: { mode: 'PeerToPeer' },
       replicas: { max: 1 },
@@ -444,7 +447,7 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
   });
 
   it('a woken room with a ready pod drops the waker at once, even while its status still says it sleeps', async () => {
-    await sleepingRoom();
+    await idleRoom();
     expect(stored().status?.hibernatedAt).toBeDefined();
 
     // woken, and its pod is ready before any reconcile wrote a status without hibernatedAt (a status
@@ -471,7 +474,7 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
   });
 
   it('never wakes a suspended room, never sleeps one, and wakes at most --max-waking rooms at once', async () => {
-    await sleepingRoom();
+    await idleRoom();
     expect(stored().status?.phase).toBe('Hibernating');
     // another sleeping room takes the one wake allowed at a time
     const other = {
@@ -500,13 +503,7 @@ describe('the controller puts idle rooms to sleep and wakes them', () => {
       loadConfig(['--default-image', 'room:1'], {}),
       createLogger('error'),
     );
-    await readyRoom({
-      media: { mode: 'PeerToPeer' },
-      replicas: { max: 1 },
-      hibernation: { idleAfterSeconds: 10 },
-    });
-    noteFacts({ live: false, viewers: 0, lastActivityTime: ago(60) });
-    await controller.reconcile(KEY);
+    await idleRoom();
     expect(stored().status?.phase).toBe('Ready');
   });
 });

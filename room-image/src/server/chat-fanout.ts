@@ -3,8 +3,8 @@
  * published, waits for the end of the current tick (`tickMs`, longer in a large room, started by
  * the first message of a tick); then each socket of this replica gets all of them as one
  * `chat:batch` frame, encoded once for all sockets, and the messages accepted here go to the other
- * replicas as one publish on the backplane. Order is kept: the messages of one replica leave it in the order it accepted them,
- * and the backplane's stream keeps the order of each replica's publishes.
+ * replicas as one publish on the backplane. Order is kept: the messages of one replica leave it in
+ * the order it accepted them, and the backplane's stream keeps the order of each replica's publishes.
  *
  * A joining socket gets the history in its welcome and then exactly the messages that history
  * lacks. Each message has a place in the room's order (`seq`, given atomically with its entry in
